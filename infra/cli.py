@@ -1,0 +1,132 @@
+"""The `vanta` command. infra owns the root and the `db` group; every other layer adds its own
+sub-commands through the `vanta.cli` entry-point group, so infra never imports upward."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from importlib.metadata import entry_points
+
+import typer
+
+from infra.settings import SettingsError, get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Vanta: copy trading for Avantis perpetuals.")
+db_app = typer.Typer(no_args_is_help=True, help="PostgreSQL schema.")
+app.add_typer(db_app, name="db")
+
+
+def emit_json(payload: object) -> None:
+    """One JSON document on stdout: what every `--json` command prints."""
+    typer.echo(json.dumps(payload, default=str))
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply the numbered SQL migrations not yet applied (idempotent)."""
+    from infra import db, embedded
+
+    async def run() -> list[int]:
+        pool = await db.create_pool(embedded.database_url(get_settings()), max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                return await db.migrate(conn)
+        finally:
+            await pool.close()
+
+    applied = asyncio.run(run())
+    emit_json({"applied_now": applied})
+
+
+@db_app.command("status")
+def db_status(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Migrations applied, tables and views."""
+    from infra import db, embedded
+
+    async def run() -> dict[str, object]:
+        pool = await db.create_pool(embedded.database_url(get_settings()), max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                return await db.status(conn)
+        finally:
+            await pool.close()
+
+    result = asyncio.run(run())
+    if as_json:
+        emit_json(result)
+    else:
+        typer.echo(f"migrations applied: {result['migrations_applied']} of {result['migrations_known']}")
+        typer.echo("tables: " + ", ".join(result["tables"]))  # type: ignore[arg-type]
+        typer.echo("views: " + ", ".join(result["views"]))  # type: ignore[arg-type]
+
+
+def _register_plugins() -> None:
+    for ep in sorted(entry_points(group="vanta.cli"), key=lambda e: e.name):
+        register = ep.load()
+        register(app)
+
+
+def main() -> None:
+    try:
+        get_settings()
+    except SettingsError as exc:
+        typer.echo(f"vanta: {exc}", err=True)
+        sys.exit(2)
+    from infra.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.secret_values())
+    _register_plugins()
+    app()
+
+
+@app.command("demo")
+def demo() -> None:
+    """Start the embedded services, migrate, then run every layer's demo step in order.
+
+    Layers add steps through the `vanta.demo` entry-point group: `step(services) -> dict`, awaited
+    in name order; each step's summary is printed as it finishes.
+    """
+    from rich.console import Console
+
+    from infra.runtime import open_services
+
+    console = Console(stderr=True)
+
+    async def run() -> dict[str, object]:
+        settings = get_settings()
+        summary: dict[str, object] = {}
+        async with open_services(settings) as services:
+            async with services.pool.acquire() as conn:
+                from infra import db
+
+                summary["services"] = services.describe()
+                summary["schema"] = await db.status(conn)
+            console.print(f"[green]services up[/green] {services.describe()}")
+            for ep in sorted(entry_points(group="vanta.demo"), key=lambda e: e.name):
+                console.print(f"[cyan]demo step[/cyan] {ep.name}")
+                summary[ep.name] = await ep.load()(services)
+        return summary
+
+    emit_json(asyncio.run(run()))
+
+
+@app.command("bench")
+def bench(only: str = typer.Option("", help="comma-separated benchmark names to run")) -> None:
+    """Run the benchmarks every layer registers (`vanta.bench` entry points) and print JSON figures."""
+    import platform
+    import time
+
+    wanted = {n for n in only.split(",") if n}
+    figures: dict[str, object] = {"machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()}}
+    for ep in sorted(entry_points(group="vanta.bench"), key=lambda e: e.name):
+        if wanted and ep.name not in wanted:
+            continue
+        started = time.perf_counter()
+        result = ep.load()()
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        figures.update(result)
+        typer.echo(f"bench {ep.name}: {time.perf_counter() - started:.1f}s", err=True)
+    emit_json(figures)

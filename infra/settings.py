@@ -1,0 +1,109 @@
+"""Runtime configuration, read once from the environment and an optional `.env` file.
+
+Every variable is documented in `.env.example`. A bad value stops the program at start with a
+message naming the variable, rather than surfacing later as a confusing failure mid-trade.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SHARED_DATA_DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+class SettingsError(RuntimeError):
+    """Raised when the environment holds a value the program cannot run with."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # Where embedded services (PostgreSQL, Redis, BentoML's store, anvil) keep their files.
+    vanta_home: Path = Path(".vanta")
+
+    # External servers; when unset, embedded ones are started under VANTA_HOME.
+    database_url: SecretStr | None = None
+    redis_url: SecretStr | None = None
+
+    # Leader eligibility (the product's existing thresholds).
+    leader_active_hours: int = Field(72, gt=0)
+    leader_min_trades_30d: int = Field(300, ge=0)
+    leader_min_volume_30d_usd: int = Field(10_000_000, ge=0)
+
+    # Chain access.
+    base_rpc_url: str = "https://mainnet.base.org"
+    base_ws_url: str = "wss://mainnet.base.org"
+    chain_id: int = Field(8453, gt=0)
+    event_backfill_blocks: int = Field(1000, gt=0)
+    event_monitoring_interval: float = Field(5, gt=0)
+    confirmation_depth: int = Field(3, ge=0)
+
+    # Pyth feed ids by pair symbol, e.g. {"BTC/USD": "0xe62d..."}.
+    pyth_price_feed_ids_json: str = "{}"
+
+    # Models and execution.
+    ai_model_update_interval: int = Field(3600, gt=0)
+    copy_execution_max_delay_ms: int = Field(500, gt=0)
+
+    # Secrets: never logged, never echoed.
+    telegram_bot_token: SecretStr | None = None
+    key_encryption_secret: SecretStr | None = None
+
+    # Real data files that ship beside the project (read in place, never copied in).
+    shared_data_dir: Path = SHARED_DATA_DEFAULT
+
+    metrics_port: int = Field(9108, ge=0, le=65535)
+    log_level: str = "INFO"
+
+    @field_validator("pyth_price_feed_ids_json")
+    @classmethod
+    def _feed_ids_are_a_json_object(cls, value: str) -> str:
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc.msg}") from exc
+        if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
+            raise ValueError('must be a JSON object of symbol to feed id, e.g. {"BTC/USD": "0x..."}')
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return upper
+
+    @property
+    def pyth_price_feed_ids(self) -> dict[str, str]:
+        return json.loads(self.pyth_price_feed_ids_json)
+
+    def secret_values(self) -> list[str]:
+        """Every secret in force, so the log filter can mask them wherever they appear."""
+        secrets = [self.telegram_bot_token, self.key_encryption_secret, self.database_url, self.redis_url]
+        values = [s.get_secret_value() for s in secrets if s is not None]
+        return [v for v in values if len(v) >= 6]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning pydantic's validation error into one naming each bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]).upper() if err["loc"] else "?"
+            problems.append(f"{name}: {err['msg']}")
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
