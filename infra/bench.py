@@ -17,7 +17,9 @@ async def _stream_roundtrip(url: str, n: int) -> dict[str, float]:
     started = time.perf_counter()
     pipe_batch = 500
     for start in range(0, n, pipe_batch):
-        await asyncio.gather(*(stream.publish({"event_id": str(i)}) for i in range(start, min(n, start + pipe_batch))))
+        await asyncio.gather(
+            *(stream.publish({"event_id": str(i)}) for i in range(start, min(n, start + pipe_batch)))
+        )
     published = time.perf_counter()
     seen = 0
     while seen < n:

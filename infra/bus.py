@@ -36,7 +36,10 @@ class StreamBus:
 
     async def publish(self, payload: dict[str, Any]) -> str:
         return await self.redis.xadd(
-            self.stream, {"data": json.dumps(payload, separators=(",", ":"))}, maxlen=self.maxlen, approximate=True
+            self.stream,
+            {"data": json.dumps(payload, separators=(",", ":"))},
+            maxlen=self.maxlen,
+            approximate=True,
         )
 
     async def ensure_group(self, group: str, start_id: str = "0") -> None:
@@ -46,7 +49,9 @@ class StreamBus:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def read(self, group: str, consumer: str, *, count: int = 100, block_ms: int | None = 1000) -> list[Message]:
+    async def read(
+        self, group: str, consumer: str, *, count: int = 100, block_ms: int | None = 1000
+    ) -> list[Message]:
         """New messages for this consumer; they stay pending until `ack`."""
         reply = await self.redis.xreadgroup(group, consumer, {self.stream: ">"}, count=count, block=block_ms)
         return [m for _stream, entries in reply or [] for m in self._parse(entries)]
@@ -56,7 +61,9 @@ class StreamBus:
             return 0
         return await self.redis.xack(self.stream, group, *ids)
 
-    async def claim_stale(self, group: str, consumer: str, *, min_idle_ms: int, count: int = 100) -> list[Message]:
+    async def claim_stale(
+        self, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
+    ) -> list[Message]:
         """Take over messages another consumer read but never acked (it crashed or hung)."""
         claimed: list[Message] = []
         cursor = "0-0"

@@ -12,7 +12,9 @@ import typer
 
 from infra.settings import SettingsError, get_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Vanta: copy trading for Avantis perpetuals.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Vanta: copy trading for Avantis perpetuals."
+)
 db_app = typer.Typer(no_args_is_help=True, help="PostgreSQL schema.")
 app.add_typer(db_app, name="db")
 
@@ -119,7 +121,9 @@ def bench(only: str = typer.Option("", help="comma-separated benchmark names to 
     import time
 
     wanted = {n for n in only.split(",") if n}
-    figures: dict[str, object] = {"machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()}}
+    figures: dict[str, object] = {
+        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()}
+    }
     for ep in sorted(entry_points(group="vanta.bench"), key=lambda e: e.name):
         if wanted and ep.name not in wanted:
             continue

@@ -67,7 +67,10 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
                    checksum   text NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
-        applied = {r["version"]: r["checksum"] for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")}
+        applied = {
+            r["version"]: r["checksum"]
+            for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        }
         done_now = []
         for m in migrations:
             if m.version in applied:
@@ -81,7 +84,9 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
                 await conn.execute(m.sql)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                    m.version, m.name, m.checksum,
+                    m.version,
+                    m.name,
+                    m.checksum,
                 )
             done_now.append(m.version)
         return done_now
@@ -105,4 +110,9 @@ async def status(conn: asyncpg.Connection) -> dict[str, object]:
             "SELECT table_name FROM information_schema.views WHERE table_schema = 'public' ORDER BY table_name"
         )
     ]
-    return {"migrations_applied": applied, "migrations_known": len(load_migrations()), "tables": tables, "views": views}
+    return {
+        "migrations_applied": applied,
+        "migrations_known": len(load_migrations()),
+        "tables": tables,
+        "views": views,
+    }

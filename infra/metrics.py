@@ -15,7 +15,9 @@ def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
     return Gauge(name, doc, labels, registry=REGISTRY)
 
 
-def histogram(name: str, doc: str, labels: tuple[str, ...] = (), buckets: tuple[float, ...] | None = None) -> Histogram:
+def histogram(
+    name: str, doc: str, labels: tuple[str, ...] = (), buckets: tuple[float, ...] | None = None
+) -> Histogram:
     if buckets is None:
         return Histogram(name, doc, labels, registry=REGISTRY)
     return Histogram(name, doc, labels, registry=REGISTRY, buckets=buckets)

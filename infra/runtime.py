@@ -25,12 +25,16 @@ class Services:
         """Where each component lives, without credentials."""
         return {
             "postgres": "external" if self.settings.database_url else "embedded",
-            "redis": "none" if self.redis_url is None else ("external" if self.settings.redis_url else "embedded"),
+            "redis": "none"
+            if self.redis_url is None
+            else ("external" if self.settings.redis_url else "embedded"),
         }
 
 
 @asynccontextmanager
-async def open_services(settings: Settings, *, with_redis: bool = True, migrate: bool = True) -> AsyncIterator[Services]:
+async def open_services(
+    settings: Settings, *, with_redis: bool = True, migrate: bool = True
+) -> AsyncIterator[Services]:
     database_url = embedded.database_url(settings)
     pool = await db.create_pool(database_url)
     redis_url = embedded.redis_url(settings) if with_redis else None
