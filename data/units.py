@@ -1,0 +1,59 @@
+"""Units of the Avantis contracts, converted in exactly one place.
+
+USDC amounts are integers of 1e-6 (micro-USDC); prices, leverage, TP/SL, slippage and
+percentProfit are integers of 1e-10. Everything money-like in Vanta is either such an integer or
+a `Decimal`; a float never carries money.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+
+USDC_DECIMALS = 6
+PRICE_DECIMALS = 10
+MICRO = 10**USDC_DECIMALS
+E10 = 10**PRICE_DECIMALS
+
+_MICRO_Q = Decimal(1).scaleb(-USDC_DECIMALS)
+_E10_Q = Decimal(1).scaleb(-PRICE_DECIMALS)
+
+
+class UnitError(ValueError):
+    """A value that cannot be expressed exactly in the unit asked for."""
+
+
+def usdc_to_micro(amount: Decimal | int | str, *, exact: bool = True) -> int:
+    """USDC → micro-USDC. With `exact`, more than 6 decimals is an error rather than a rounding."""
+    value = Decimal(amount)
+    if not value.is_finite():
+        raise UnitError(f"not a finite amount: {amount!r}")
+    quantized = value.quantize(_MICRO_Q, rounding=ROUND_HALF_EVEN)
+    if exact and quantized != value:
+        raise UnitError(f"{amount} USDC has more than {USDC_DECIMALS} decimals")
+    return int(quantized.scaleb(USDC_DECIMALS))
+
+
+def micro_to_usdc(micro: int) -> Decimal:
+    return Decimal(micro).scaleb(-USDC_DECIMALS)
+
+
+def to_e10(value: Decimal | int | str, *, exact: bool = True) -> int:
+    """A price or leverage → its 1e10 integer, as the contracts store it (they truncate)."""
+    d = Decimal(value)
+    if not d.is_finite():
+        raise UnitError(f"not a finite value: {value!r}")
+    quantized = d.quantize(_E10_Q, rounding=ROUND_DOWN)
+    if exact and quantized != d:
+        raise UnitError(f"{value} has more than {PRICE_DECIMALS} decimals")
+    return int(quantized.scaleb(PRICE_DECIMALS))
+
+
+def from_e10(value: int) -> Decimal:
+    return Decimal(value).scaleb(-PRICE_DECIMALS)
+
+
+def format_usdc(micro: int) -> str:
+    """`1234567891` → `'1,234.567891 USDC'`: the one way money is shown to people."""
+    sign = "-" if micro < 0 else ""
+    whole, frac = divmod(abs(micro), MICRO)
+    return f"{sign}{whole:,}.{frac:06d} USDC"

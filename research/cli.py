@@ -1,0 +1,90 @@
+"""`vanta pnl ...`: exact PnL from files, no servers needed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+pnl_app = typer.Typer(no_args_is_help=True, help="Exact PnL: reconcile history files, FIFO from fills.")
+
+
+@pnl_app.command("reconcile")
+def reconcile(
+    paths: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="history JSON files"),
+) -> None:
+    """Check every closed trade's usdcSent and gross against the ledger formula; exit 1 if any fail."""
+    from data.sources.veranta_history.records import RecordError, load_file, parse_trade
+    from research.reconcile import all_hold, check_trade, summarize
+
+    checks, rejected = [], []
+    for path in paths:
+        trader, records = load_file(path)
+        for i, rec in enumerate(records):
+            try:
+                checks.append(check_trade(parse_trade(trader, rec)))
+            except RecordError as exc:
+                rejected.append({"file": str(path), "trade": i, "reason": str(exc)})
+    summary = summarize(checks)
+    summary["rejected"] = len(rejected)
+    failures = [
+        {
+            "position": c.trade.position_key,
+            "closed_at": c.trade.closed_at,
+            "class": c.classification,
+            "usdc_sent_exact": c.usdc_sent_exact,
+        }
+        for c in checks
+        if not c.usdc_sent_exact or c.classification == "unexplained"
+    ]
+    for item in rejected + failures:
+        typer.echo(json.dumps(item), err=True)
+    typer.echo(json.dumps(summary))
+    if not all_hold(summary) or rejected:
+        raise typer.Exit(1)
+
+
+@pnl_app.command("fifo")
+def fifo(
+    path: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="CSV: trader,pair,ts,side,qty,price,fee"
+    ),
+) -> None:
+    """FIFO-matched PnL per (trader, pair) as CSV on stdout. realized_pnl is before fees; fees_paid
+    is every fee paid, charged once per fill; net = realized_pnl - fees_paid."""
+    from research.fifo import FifoLedger, FillError, read_fills
+
+    try:
+        with path.open(newline="") as fh:
+            fills, errors = read_fills(fh)
+    except FillError as exc:
+        typer.echo(f"{path}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for line, reason in errors:
+        typer.echo(f"{path}:{line}: rejected: {reason}", err=True)
+    ledger = FifoLedger()
+    for f in fills:
+        ledger.apply(f)
+    writer = csv.DictWriter(
+        sys.stdout,
+        fieldnames=[
+            "trader",
+            "pair",
+            "realized_pnl",
+            "fees_paid",
+            "closed_qty",
+            "open_qty",
+            "open_avg_price",
+        ],
+    )
+    writer.writeheader()
+    writer.writerows(ledger.rows())
+    if errors:
+        typer.echo(f"{len(errors)} malformed row(s) skipped, {len(fills)} counted", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(pnl_app, name="pnl")

@@ -1,0 +1,129 @@
+"""Skill versus luck: is a trader's Sharpe ratio more than what screening many traders produces?
+
+- PSR and MinTRL: Bailey & López de Prado (2012), "The Sharpe Ratio Efficient Frontier":
+  the probability that the true Sharpe exceeds a benchmark given T observations with skew γ3 and
+  (non-excess) kurtosis γ4, and the track record needed for that at a confidence level.
+- DSR: Bailey & López de Prado (2014), "The Deflated Sharpe Ratio": PSR against the Sharpe the
+  best of N independent unskilled trials would show by chance.
+- Stationary block bootstrap p-value: Politis & Romano (1994), resampling daily PnL with geometric
+  block lengths so autocorrelation survives, under the null of zero mean.
+- Share of truly skilled traders: Storey's π0 from the p-values, split by the sign of the
+  t-statistic as Barras, Scaillet & Wermers (2010) do for fund managers.
+
+All Sharpe ratios here are per observation (daily), not annualized, unless a name says so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as st
+
+EULER_GAMMA = 0.5772156649015329
+
+
+def sharpe(returns: np.ndarray) -> float:
+    sd = float(np.std(returns, ddof=1)) if len(returns) > 1 else 0.0
+    return float(np.mean(returns)) / sd if sd > 0 else 0.0
+
+
+def _sr_std(sr: float, skew: float, kurtosis: float) -> float:
+    return math.sqrt(max(1e-12, 1 - skew * sr + (kurtosis - 1) / 4 * sr * sr))
+
+
+def probabilistic_sharpe_ratio(
+    sr: float, n_obs: int, skew: float = 0.0, kurtosis: float = 3.0, sr_benchmark: float = 0.0
+) -> float:
+    """P(true SR > sr_benchmark); `kurtosis` is the raw (non-excess) kurtosis, 3 for a normal."""
+    if n_obs < 2:
+        return float("nan")
+    z = (sr - sr_benchmark) * math.sqrt(n_obs - 1) / _sr_std(sr, skew, kurtosis)
+    return float(st.norm.cdf(z))
+
+
+def min_track_record_length(
+    sr: float, skew: float = 0.0, kurtosis: float = 3.0, sr_benchmark: float = 0.0, confidence: float = 0.95
+) -> float:
+    """Observations needed for PSR ≥ confidence; infinite when SR does not beat the benchmark."""
+    if sr <= sr_benchmark:
+        return math.inf
+    z = st.norm.ppf(confidence)
+    return 1 + _sr_std(sr, skew, kurtosis) ** 2 * (z / (sr - sr_benchmark)) ** 2
+
+
+def expected_max_sharpe(n_trials: int, sr_variance: float) -> float:
+    """E[max SR] of N unskilled trials with cross-sectional SR variance V (the DSR benchmark SR0)."""
+    if n_trials < 2:
+        return 0.0
+    return math.sqrt(sr_variance) * (
+        (1 - EULER_GAMMA) * st.norm.ppf(1 - 1 / n_trials)
+        + EULER_GAMMA * st.norm.ppf(1 - 1 / (n_trials * math.e))
+    )
+
+
+def deflated_sharpe_ratio(
+    sr: float, n_obs: int, n_trials: int, sr_variance: float, skew: float = 0.0, kurtosis: float = 3.0
+) -> float:
+    return probabilistic_sharpe_ratio(sr, n_obs, skew, kurtosis, expected_max_sharpe(n_trials, sr_variance))
+
+
+def stationary_bootstrap_pvalue(
+    x: np.ndarray, *, n_boot: int = 1000, mean_block: float = 5.0, seed: int = 0
+) -> float:
+    """One-sided p-value of mean(x) > 0 by the stationary bootstrap of the demeaned series."""
+    x = np.asarray(x, dtype=float)
+    n = len(x)
+    if n < 2:
+        return float("nan")
+    observed = x.mean()
+    centered = x - observed
+    rng = np.random.default_rng(seed)
+    p_new_block = 1.0 / mean_block
+    # Index paths: each step either continues the block (i+1) or jumps to a random start.
+    starts = rng.integers(0, n, size=(n_boot, n))
+    jumps = rng.random((n_boot, n)) < p_new_block
+    jumps[:, 0] = True
+    idx = np.empty((n_boot, n), dtype=np.int64)
+    idx[:, 0] = starts[:, 0]
+    for t in range(1, n):
+        idx[:, t] = np.where(jumps[:, t], starts[:, t], (idx[:, t - 1] + 1) % n)
+    boot_means = centered[idx].mean(axis=1)
+    return float((1 + np.sum(boot_means >= observed)) / (n_boot + 1))
+
+
+@dataclass(frozen=True)
+class SkillShare:
+    """Cross-section of traders: how many are truly skilled, unskilled, or zero-alpha."""
+
+    n: int
+    pi0: float  # share with zero true edge
+    skilled: float  # share with a real positive edge
+    unskilled: float  # share with a real negative edge
+    gamma: float
+    lam: float
+
+
+def storey_pi0(pvalues: np.ndarray, lam: float = 0.5) -> float:
+    p = np.asarray(pvalues, dtype=float)
+    p = p[np.isfinite(p)]
+    if len(p) == 0:
+        return float("nan")
+    return float(min(1.0, np.sum(p > lam) / ((1 - lam) * len(p))))
+
+
+def skill_share(t_stats: np.ndarray, *, gamma: float = 0.2, lam: float = 0.5) -> SkillShare:
+    """Barras–Scaillet–Wermers: two-sided p-values, π0 by Storey, then the lucky share subtracted
+    from each tail: skilled = S+(γ) − π0·γ/2, where S+ is the share significant with t > 0."""
+    t = np.asarray(t_stats, dtype=float)
+    t = t[np.isfinite(t)]
+    if len(t) == 0:
+        return SkillShare(0, float("nan"), float("nan"), float("nan"), gamma, lam)
+    p = 2 * st.norm.sf(np.abs(t))
+    pi0 = storey_pi0(p, lam)
+    sig = p <= gamma
+    s_plus = float(np.mean(sig & (t > 0)))
+    s_minus = float(np.mean(sig & (t < 0)))
+    lucky = pi0 * gamma / 2
+    return SkillShare(len(t), pi0, max(0.0, s_plus - lucky), max(0.0, s_minus - lucky), gamma, lam)

@@ -1,0 +1,107 @@
+import io
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from research.fifo import FifoLedger, Fill, read_fills, totals_sharded
+
+
+def run(fills: list[Fill]) -> FifoLedger:
+    ledger = FifoLedger()
+    for f in fills:
+        ledger.apply(f)
+    return ledger
+
+
+fill_st = st.builds(
+    Fill,
+    trader=st.sampled_from(["a", "b", "c"]),
+    pair=st.sampled_from(["BTC", "ETH"]),
+    ts=st.integers(0, 10**6),
+    qty=st.integers(1, 10**9).flatmap(lambda q: st.sampled_from([q, -q])),
+    price=st.integers(1, 10**15),
+    fee=st.integers(0, 10**17),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(fill_st, max_size=60))
+def test_quantity_is_conserved(fills: list[Fill]) -> None:
+    ledger = run(fills)
+    for (trader, pair), book in ledger.books.items():
+        mine = [f for f in fills if (f.trader, f.pair) == (trader, pair)]
+        bought = sum(f.qty for f in mine if f.qty > 0)
+        sold = -sum(f.qty for f in mine if f.qty < 0)
+        # Every unit bought was either sold against, or is still open (long); and vice versa.
+        assert bought - sold == book.open_qty
+        assert bought + sold == 2 * book.closed_qty + abs(book.open_qty)
+        assert book.fees == sum(f.fee for f in mine)  # each fill's fee charged exactly once
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(fill_st, max_size=60))
+def test_flat_round_trip_realized_equals_the_cash_difference(fills: list[Fill]) -> None:
+    # Close whatever is open so every book is flat, then realized must equal cash in - cash out.
+    ledger = run(fills)
+    flatten = [Fill(t, p, 10**7, -b.open_qty, 12345, 0) for (t, p), b in ledger.books.items() if b.open_qty]
+    closed = run(fills + flatten)
+    for (trader, pair), book in closed.books.items():
+        mine = [f for f in fills + flatten if (f.trader, f.pair) == (trader, pair)]
+        assert book.open_qty == 0
+        assert book.realized == -sum(f.qty * f.price for f in mine)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(fill_st, max_size=60), st.randoms())
+def test_order_of_independent_traders_is_irrelevant(fills: list[Fill], rnd) -> None:
+    # Interleave the traders differently while keeping each trader's own order.
+    by_trader: dict[str, list[Fill]] = {}
+    for f in fills:
+        by_trader.setdefault(f.trader, []).append(f)
+    shuffled, queues = [], {t: list(fs) for t, fs in by_trader.items()}
+    while queues:
+        t = rnd.choice(sorted(queues))
+        shuffled.append(queues[t].pop(0))
+        if not queues[t]:
+            del queues[t]
+    assert run(fills).rows() == run(shuffled).rows()
+
+
+def test_flip_and_partial_lot_split() -> None:
+    ledger = run(
+        [
+            Fill("a", "BTC", 1, 2 * 10**8, 100 * 10**10, 0),
+            Fill("a", "BTC", 2, 1 * 10**8, 120 * 10**10, 0),
+            Fill("a", "BTC", 3, -4 * 10**8, 110 * 10**10, 0),  # closes 3 (+20 - 10), opens 1 short at 110
+        ]
+    )
+    row = ledger.rows()[0]
+    assert row["realized_pnl"] == "10" and row["closed_qty"] == "3" and row["open_qty"] == "-1"
+    assert row["open_avg_price"] == "110"
+
+
+def test_csv_reports_malformed_rows_with_line_numbers() -> None:
+    text = "trader,pair,ts,side,qty,price,fee\na,BTC,2024-01-01T00:00:00Z,buy,1,100,0\na,BTC,x,buy,1,1,0\na,BTC,5,buy,0,1,0\na,BTC,6,sell,1,101.5,0.01\n"
+    fills, errors = read_fills(io.StringIO(text))
+    assert [line for line, _ in errors] == [3, 4]
+    assert "ts" in errors[0][1] and "qty" in errors[1][1]
+    row = run(fills).rows()[0]
+    assert Decimal(row["realized_pnl"]) == Decimal("1.5") and row["fees_paid"] == "0.01"
+
+
+def test_sharded_totals_equal_single_process() -> None:
+    import random
+
+    rnd = random.Random(3)
+    cols = (
+        [f"t{rnd.randrange(50)}" for _ in range(5000)],
+        [rnd.choice("XY") for _ in range(5000)],
+        [rnd.choice([-1, 1]) * rnd.randrange(1, 1000) for _ in range(5000)],
+        [rnd.randrange(1, 10**6) for _ in range(5000)],
+        [rnd.randrange(0, 100) for _ in range(5000)],
+    )
+    single = FifoLedger()
+    single.apply_arrays(*cols)
+    expected = {k: (b.realized, b.fees, b.closed_qty, b.open_qty) for k, b in single.books.items()}
+    assert totals_sharded(*cols, workers=2) == expected
