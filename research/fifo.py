@@ -62,7 +62,7 @@ class FifoLedger:
         """Apply fills given as columns, in order. The hot loop: written flat, without helper calls."""
         books = self.books
         get = books.get
-        for key, qty, price, fee in zip(zip(traders, pairs), qtys, prices, fees):
+        for key, qty, price, fee in zip(zip(traders, pairs, strict=True), qtys, prices, fees, strict=True):
             book = get(key)
             if book is None:
                 book = books[key] = Book()
