@@ -1,0 +1,58 @@
+"""Canonical events in PostgreSQL: idempotent inserts and ordered reads of `trade_events`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import asyncpg
+
+from data.events import TradeEvent
+
+_COLUMNS = (
+    "event_id", "venue", "source", "chain_id", "tx_hash", "log_index", "block_number", "block_hash", "trader",
+    "pair_index", "pair", "kind", "position_key", "trade_index", "open_ts", "side", "collateral_usdc", "leverage",
+    "price", "size_closed_usdc", "open_fee_usdc", "close_fee_usdc", "rollover_fee_usdc", "loss_protection_usdc",
+    "usdc_sent", "order_id", "ts", "raw",
+)
+
+
+def _row(ev: TradeEvent) -> tuple[object, ...]:
+    return (
+        ev.event_id, ev.venue, ev.source, ev.chain_id, ev.tx_hash, ev.log_index, ev.block, ev.block_hash,
+        ev.trader.lower(), ev.pair_index, ev.pair, ev.kind.value, ev.position_key, ev.trade_index, ev.open_ts,
+        ev.side.value if ev.side else None, ev.collateral_usdc, ev.leverage, ev.price, ev.size_closed_usdc,
+        ev.open_fee_usdc, ev.close_fee_usdc, ev.rollover_fee_usdc, ev.loss_protection_usdc, ev.usdc_sent,
+        ev.order_id, datetime.fromtimestamp(ev.ts, UTC), json.dumps(ev.to_record()),
+    )
+
+
+async def insert_events(conn: asyncpg.Connection, events: Iterable[TradeEvent]) -> list[TradeEvent]:
+    """Insert what is new; return exactly the events that were inserted (repeats are skipped)."""
+    batch = list(events)
+    if not batch:
+        return []
+    placeholders = ", ".join(f"${i + 1}" for i in range(len(_COLUMNS)))
+    inserted_ids: set[str] = set()
+    async with conn.transaction():
+        for ev in batch:
+            row = await conn.fetchrow(
+                f"INSERT INTO trade_events ({', '.join(_COLUMNS)}) VALUES ({placeholders}) "
+                "ON CONFLICT DO NOTHING RETURNING event_id",
+                *_row(ev),
+            )
+            if row is not None:
+                inserted_ids.add(row["event_id"])
+    return [ev for ev in batch if ev.event_id in inserted_ids]
+
+
+async def load_events(conn: asyncpg.Connection, *, trader: str | None = None) -> list[TradeEvent]:
+    """All events in the order the ledger must see them: by time, opens before closes at a tie."""
+    query = "SELECT raw FROM trade_events"
+    args: list[object] = []
+    if trader is not None:
+        query += " WHERE trader = $1"
+        args.append(trader.lower())
+    query += " ORDER BY ts, (kind <> 'open'), event_id"
+    return [TradeEvent.from_record(json.loads(r["raw"])) for r in await conn.fetch(query, *args)]
