@@ -20,7 +20,7 @@ from research.ledger import RealizedClose
 
 DAY = 86_400
 CLOSES_SCHEMA = {
-    "trader": pl.Utf8,
+    "trader": pl.Categorical,  # grouping on dictionary codes, not strings
     "ts": pl.Int64,
     "realized_usdc": pl.Int64,
     "notional_usdc": pl.Int64,
@@ -71,13 +71,10 @@ def trader_stats(
     if w.is_empty():
         return pl.DataFrame()
     d = float(window_days)
-    w = w.with_columns(
-        day=((pl.col("ts") - start - 1) // DAY),
-        week=((pl.col("ts") - start - 1) // (7 * DAY)),
-        equity=pl.col("realized_usdc").cum_sum().over("trader"),
-    ).with_columns(
-        drawdown=pl.max_horizontal(pl.col("equity").cum_max().over("trader"), pl.lit(0)) - pl.col("equity")
-    )
+    w = w.with_columns(day=((pl.col("ts") - start - 1) // DAY), week=((pl.col("ts") - start - 1) // (7 * DAY)))
+    # Within a group the rows keep their (time) order, so the equity curve is a cumulative sum there;
+    # its peak starts at 0, the balance before the first trade.
+    equity = pl.col("realized_usdc").cum_sum()
 
     daily = w.group_by("trader", "day").agg(pnl=pl.col("realized_usdc").sum())
     day_moments = (
@@ -105,7 +102,7 @@ def trader_stats(
         net_pnl_usdc=pl.col("realized_usdc").sum(),
         collateral_usdc=pl.col("collateral_usdc").sum(),
         win_rate=(pl.col("realized_usdc") > 0).mean(),
-        max_drawdown_usdc=pl.col("drawdown").max(),
+        max_drawdown_usdc=(equity.cum_max().clip(lower_bound=0) - equity).max(),
         avg_hold_seconds=pl.col("hold_seconds").mean(),
         avg_leverage=pl.col("leverage").mean(),
         max_leverage=pl.col("leverage").max(),
@@ -143,6 +140,7 @@ def trader_stats(
     return (
         out.with_columns(eligible=eligible, window_days=pl.lit(window_days), as_of=pl.lit(as_of))
         .drop("s1", "s2", "s3", "s4", "down2", "profitable_days")
+        .with_columns(pl.col("trader").cast(pl.Utf8))
         .sort("trader")
     )
 
