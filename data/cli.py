@@ -12,7 +12,9 @@ ingest_app = typer.Typer(no_args_is_help=True, help="Load trade activity from Ve
 
 
 @ingest_app.command("history")
-def history(paths: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="history API JSON files")) -> None:
+def history(
+    paths: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="history API JSON files"),
+) -> None:
     """Closed trades (and the opens they imply), idempotently; new events are published to the stream."""
     from data.sources.veranta_history.ingest import ingest_files
     from infra.bus import StreamBus
@@ -25,8 +27,7 @@ def history(paths: list[Path] = typer.Argument(..., exists=True, dir_okay=False,
                 report = await ingest_files(conn, paths)
             assert services.redis is not None
             bus = StreamBus(services.redis)
-            for ev in report.new_events:
-                await bus.publish(ev.to_record())
+            await bus.publish_many([ev.to_record() for ev in report.new_events])
         for item in report.rejections:
             typer.echo(json.dumps(item), err=True)
         return report.summary()

@@ -15,7 +15,9 @@ from infra.settings import Settings, get_settings
 def _eligibility(settings: Settings):
     from research.stats import Eligibility
 
-    return Eligibility(settings.leader_active_hours, settings.leader_min_trades_30d, settings.leader_min_volume_30d_usd)
+    return Eligibility(
+        settings.leader_active_hours, settings.leader_min_trades_30d, settings.leader_min_volume_30d_usd
+    )
 
 
 def stats(
@@ -35,23 +37,55 @@ def stats(
     async def run() -> dict[str, object]:
         when = int(time.time()) if as_of is None else as_of
         async with open_services(settings, with_redis=False) as services:
-            tracker = await full_recompute(services.pool, as_of=when, window_days=window_days,
-                                           eligibility=_eligibility(settings))
+            tracker = await full_recompute(
+                services.pool, as_of=when, window_days=window_days, eligibility=_eligibility(settings)
+            )
         frame = tracker.stats(when)
-        top, share = leaderboard(frame, closes_frame(tracker.closes), as_of=when, window_days=window_days,
-                                 limit=limit, eligible_only=not all_traders)
+        top, share = leaderboard(
+            frame,
+            closes_frame(tracker.closes),
+            as_of=when,
+            window_days=window_days,
+            limit=limit,
+            eligible_only=not all_traders,
+        )
         return {
-            "as_of": when, "window_days": window_days, "traders": frame.height,
+            "as_of": when,
+            "window_days": window_days,
+            "traders": frame.height,
             "eligible": int(frame["eligible"].sum()) if frame.height else 0,
-            "skill_share": {"pi0": share.pi0, "skilled": share.skilled, "unskilled": share.unskilled, "n": share.n},
+            "skill_share": {
+                "pi0": share.pi0,
+                "skilled": share.skilled,
+                "unskilled": share.unskilled,
+                "n": share.n,
+            },
             "dsr_trials": int(frame["dsr_trials"][0]) if frame.height else 0,
             "candidates": [
                 {k: (str(v) if k.endswith("_usdc") else v) for k, v in row.items()}
                 for row in top.select(
-                    "trader", "trades", "volume_usdc", "net_pnl_usdc", "win_rate", "return_on_collateral",
-                    "max_drawdown_usdc", "sharpe", "sortino", "profitable_days_share", "profitable_weeks_share",
-                    "avg_hold_seconds", "avg_leverage", "max_leverage", "pairs_traded", "long_share",
-                    "last_activity", "psr", "dsr", "min_trl_days", "bootstrap_p", "eligible",
+                    "trader",
+                    "trades",
+                    "volume_usdc",
+                    "net_pnl_usdc",
+                    "win_rate",
+                    "return_on_collateral",
+                    "max_drawdown_usdc",
+                    "sharpe",
+                    "sortino",
+                    "profitable_days_share",
+                    "profitable_weeks_share",
+                    "avg_hold_seconds",
+                    "avg_leverage",
+                    "max_leverage",
+                    "pairs_traded",
+                    "long_share",
+                    "last_activity",
+                    "psr",
+                    "dsr",
+                    "min_trl_days",
+                    "bootstrap_p",
+                    "eligible",
                 ).iter_rows(named=True)
             ],
         }
@@ -63,13 +97,23 @@ def stats(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{result['traders']} traders, {result['eligible']} eligible; skilled share ≈ "
-                        f"{result['skill_share']['skilled']:.1%} (π0 = {result['skill_share']['pi0']:.2f})")
+    table = Table(
+        title=f"{result['traders']} traders, {result['eligible']} eligible; skilled share ≈ "
+        f"{result['skill_share']['skilled']:.1%} (π0 = {result['skill_share']['pi0']:.2f})"
+    )
     for col in ("trader", "trades", "net PnL (USDC)", "win", "Sharpe", "PSR", "DSR", "boot p"):
         table.add_column(col)
     for c in result["candidates"]:
-        table.add_row(c["trader"][:12], str(c["trades"]), f"{int(c['net_pnl_usdc']) / 1e6:,.2f}", f"{c['win_rate']:.0%}",
-                      f"{c['sharpe']:.2f}", f"{c['psr']:.2f}", f"{c['dsr']:.2f}", f"{c['bootstrap_p']:.3f}")
+        table.add_row(
+            c["trader"][:12],
+            str(c["trades"]),
+            f"{int(c['net_pnl_usdc']) / 1e6:,.2f}",
+            f"{c['win_rate']:.0%}",
+            f"{c['sharpe']:.2f}",
+            f"{c['psr']:.2f}",
+            f"{c['dsr']:.2f}",
+            f"{c['bootstrap_p']:.3f}",
+        )
     Console().print(table)
 
 

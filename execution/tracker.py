@@ -31,13 +31,35 @@ from research.stats import Eligibility, closes_frame, trader_stats
 
 log = logging.getLogger("vanta.tracker")
 EVENTS_APPLIED = counter("vanta_tracker_events_applied_total", "Events applied to the ledger")
-EVENTS_REFUSED = counter("vanta_tracker_events_refused_total", "Events the ledger refused (logged with the reason)")
+EVENTS_REFUSED = counter(
+    "vanta_tracker_events_refused_total", "Events the ledger refused (logged with the reason)"
+)
 
 STATS_COLUMNS = (
-    "trader", "window_days", "as_of", "trades", "volume_usdc", "net_pnl_usdc", "collateral_usdc", "win_rate",
-    "return_on_collateral", "max_drawdown_usdc", "sharpe", "sortino", "profitable_days_share",
-    "profitable_weeks_share", "avg_hold_seconds", "avg_leverage", "max_leverage", "pairs_traded", "long_share",
-    "last_activity", "psr", "dsr", "min_trl_days", "eligible",
+    "trader",
+    "window_days",
+    "as_of",
+    "trades",
+    "volume_usdc",
+    "net_pnl_usdc",
+    "collateral_usdc",
+    "win_rate",
+    "return_on_collateral",
+    "max_drawdown_usdc",
+    "sharpe",
+    "sortino",
+    "profitable_days_share",
+    "profitable_weeks_share",
+    "avg_hold_seconds",
+    "avg_leverage",
+    "max_leverage",
+    "pairs_traded",
+    "long_share",
+    "last_activity",
+    "psr",
+    "dsr",
+    "min_trl_days",
+    "eligible",
 )
 
 
@@ -55,14 +77,34 @@ def _float(value: object) -> float | None:
 def stats_records(frame: pl.DataFrame) -> list[tuple[object, ...]]:
     records = []
     for r in frame.iter_rows(named=True):
-        records.append((
-            r["trader"], r["window_days"], _ts(r["as_of"]), r["trades"], r["volume_usdc"], r["net_pnl_usdc"],
-            r["collateral_usdc"], _float(r["win_rate"]), _float(r["return_on_collateral"]), r["max_drawdown_usdc"],
-            _float(r["sharpe"]), _float(r["sortino"]), _float(r["profitable_days_share"]),
-            _float(r["profitable_weeks_share"]), _float(r["avg_hold_seconds"]), _float(r["avg_leverage"]),
-            _float(r["max_leverage"]), r["pairs_traded"], _float(r["long_share"]), _ts(r["last_activity"]),
-            _float(r["psr"]), _float(r["dsr"]), _float(r["min_trl_days"]), r["eligible"],
-        ))
+        records.append(
+            (
+                r["trader"],
+                r["window_days"],
+                _ts(r["as_of"]),
+                r["trades"],
+                r["volume_usdc"],
+                r["net_pnl_usdc"],
+                r["collateral_usdc"],
+                _float(r["win_rate"]),
+                _float(r["return_on_collateral"]),
+                r["max_drawdown_usdc"],
+                _float(r["sharpe"]),
+                _float(r["sortino"]),
+                _float(r["profitable_days_share"]),
+                _float(r["profitable_weeks_share"]),
+                _float(r["avg_hold_seconds"]),
+                _float(r["avg_leverage"]),
+                _float(r["max_leverage"]),
+                r["pairs_traded"],
+                _float(r["long_share"]),
+                _ts(r["last_activity"]),
+                _float(r["psr"]),
+                _float(r["dsr"]),
+                _float(r["min_trl_days"]),
+                r["eligible"],
+            )
+        )
     return records
 
 
@@ -71,7 +113,9 @@ async def write_stats(conn: asyncpg.Connection, frame: pl.DataFrame, window_days
     async with conn.transaction():
         await conn.execute("DELETE FROM trader_stats WHERE window_days = $1", window_days)
         if not frame.is_empty():
-            await conn.copy_records_to_table("trader_stats", records=stats_records(frame), columns=list(STATS_COLUMNS))
+            await conn.copy_records_to_table(
+                "trader_stats", records=stats_records(frame), columns=list(STATS_COLUMNS)
+            )
     return frame.height
 
 
@@ -86,18 +130,36 @@ async def write_positions(conn: asyncpg.Connection, positions: list[Position]) -
                realized_pnl_usdc = EXCLUDED.realized_pnl_usdc, fees_usdc = EXCLUDED.fees_usdc,
                status = EXCLUDED.status, last_event_id = EXCLUDED.last_event_id""",
         [
-            (p.key, p.trader, p.pair_index, p.side.value, p.open_collateral_usdc, p.collateral_usdc, p.leverage,
-             p.open_price, _ts(p.opened_at), _ts(p.closed_at) if p.closed_at is not None else None,
-             p.realized_pnl_usdc, p.fees_usdc,
-             "open" if p.is_open else ("liquidated" if p.liquidated else "closed"), p.last_event_id)
+            (
+                p.key,
+                p.trader,
+                p.pair_index,
+                p.side.value,
+                p.open_collateral_usdc,
+                p.collateral_usdc,
+                p.leverage,
+                p.open_price,
+                _ts(p.opened_at),
+                _ts(p.closed_at) if p.closed_at is not None else None,
+                p.realized_pnl_usdc,
+                p.fees_usdc,
+                "open" if p.is_open else ("liquidated" if p.liquidated else "closed"),
+                p.last_event_id,
+            )
             for p in positions
         ],
     )
 
 
 class Tracker:
-    def __init__(self, pool: asyncpg.Pool, *, window_days: int = 30, eligibility: Eligibility = Eligibility(),
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        window_days: int = 30,
+        eligibility: Eligibility = Eligibility(),
+        clock: Callable[[], float] = time.time,
+    ):
         self.pool = pool
         self.window_days = window_days
         self.eligibility = eligibility
@@ -114,7 +176,9 @@ class Tracker:
             closed = self.ledger.apply(event)
         except LedgerError as exc:
             EVENTS_REFUSED.inc()
-            log.warning("event refused by the ledger", extra=log_fields(event_id=event.event_id, reason=str(exc)))
+            log.warning(
+                "event refused by the ledger", extra=log_fields(event_id=event.event_id, reason=str(exc))
+            )
             return False
         if closed is not None:
             self.closes.append(closed)
@@ -123,12 +187,15 @@ class Tracker:
         return True
 
     def stats(self, as_of: int) -> pl.DataFrame:
-        return trader_stats(closes_frame(self.closes), as_of=as_of, window_days=self.window_days,
-                            eligibility=self.eligibility)
+        return trader_stats(
+            closes_frame(self.closes), as_of=as_of, window_days=self.window_days, eligibility=self.eligibility
+        )
 
     async def flush(self, as_of: int | None = None) -> None:
         as_of = int(self.clock()) if as_of is None else as_of
-        positions = [self.ledger.positions[k] for k in sorted(self._dirty_positions) if k in self.ledger.positions]
+        positions = [
+            self.ledger.positions[k] for k in sorted(self._dirty_positions) if k in self.ledger.positions
+        ]
         frame = self.stats(as_of)
         async with self.pool.acquire() as conn:
             await write_positions(conn, positions)
@@ -141,8 +208,16 @@ class Tracker:
             events = await load_events(conn)
         return sum(self.apply(e) for e in events)
 
-    async def follow(self, bus: StreamBus, *, group: str = "tracker", consumer: str | None = None,
-                     stop: asyncio.Event | None = None, idle_claim_ms: int = 30_000, flush_every_s: float = 1.0) -> None:
+    async def follow(
+        self,
+        bus: StreamBus,
+        *,
+        group: str = "tracker",
+        consumer: str | None = None,
+        stop: asyncio.Event | None = None,
+        idle_claim_ms: int = 30_000,
+        flush_every_s: float = 1.0,
+    ) -> None:
         """Consume the event stream until `stop` is set; ack only after the rows are written."""
         consumer = consumer or f"tracker-{socket.gethostname()}-{id(self)}"
         await bus.ensure_group(group)
@@ -157,7 +232,9 @@ class Tracker:
                     self.apply(TradeEvent.from_record(m.payload))
                 except (KeyError, TypeError, ValueError) as exc:
                     EVENTS_REFUSED.inc()
-                    log.error("malformed event on the stream", extra=log_fields(message_id=m.id, reason=str(exc)))
+                    log.error(
+                        "malformed event on the stream", extra=log_fields(message_id=m.id, reason=str(exc))
+                    )
                 pending_acks.append(m.id)
             if pending_acks and (time.monotonic() - last_flush >= flush_every_s or not messages):
                 await self.flush()
@@ -169,8 +246,9 @@ class Tracker:
             await bus.ack(group, *pending_acks)
 
 
-async def full_recompute(pool: asyncpg.Pool, *, as_of: int, window_days: int = 30,
-                         eligibility: Eligibility = Eligibility()) -> Tracker:
+async def full_recompute(
+    pool: asyncpg.Pool, *, as_of: int, window_days: int = 30, eligibility: Eligibility = Eligibility()
+) -> Tracker:
     tracker = Tracker(pool, window_days=window_days, eligibility=eligibility)
     await tracker.load_history()
     tracker._dirty_positions = set(tracker.ledger.positions)

@@ -15,11 +15,8 @@ async def _stream_roundtrip(url: str, n: int) -> dict[str, float]:
     stream = bus.StreamBus(client, stream=f"bench:{time.time_ns()}")
     await stream.ensure_group("g")
     started = time.perf_counter()
-    pipe_batch = 500
-    for start in range(0, n, pipe_batch):
-        await asyncio.gather(
-            *(stream.publish({"event_id": str(i)}) for i in range(start, min(n, start + pipe_batch)))
-        )
+    for start in range(0, n, 500):
+        await stream.publish_many([{"event_id": str(i)} for i in range(start, min(n, start + 500))])
     published = time.perf_counter()
     seen = 0
     while seen < n:
@@ -40,6 +37,9 @@ def run() -> dict[str, float]:
         started = time.perf_counter()
         url = embedded.embedded_redis_url(Path(tmp))
         redis_start = time.perf_counter() - started
-        figures = asyncio.run(_stream_roundtrip(url, 20_000))
+        try:
+            figures = asyncio.run(_stream_roundtrip(url, 20_000))
+        finally:
+            embedded.stop_embedded_redis(Path(tmp))
     figures["embedded_redis_start_s"] = round(redis_start, 3)
     return figures

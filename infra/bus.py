@@ -42,6 +42,18 @@ class StreamBus:
             approximate=True,
         )
 
+    async def publish_many(self, payloads: list[dict[str, Any]]) -> list[str]:
+        """One round trip for a batch (a pipeline, not a transaction: each message stands alone)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for payload in payloads:
+            pipe.xadd(
+                self.stream,
+                {"data": json.dumps(payload, separators=(",", ":"))},
+                maxlen=self.maxlen,
+                approximate=True,
+            )
+        return await pipe.execute()
+
     async def ensure_group(self, group: str, start_id: str = "0") -> None:
         try:
             await self.redis.xgroup_create(self.stream, group, id=start_id, mkstream=True)

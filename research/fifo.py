@@ -15,10 +15,13 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import IO
 
+import numpy as np
+import polars as pl
+
 QTY_DECIMALS = 8
 PRICE_DECIMALS = 10
 CASH_DECIMALS = QTY_DECIMALS + PRICE_DECIMALS
-FEE_DECIMALS = CASH_DECIMALS  # fees are cash too
+FEE_DECIMALS = 10  # fees are quoted cash; 1e-10 USD resolves any venue's fee
 
 
 class FillError(ValueError):
@@ -32,7 +35,7 @@ class Fill:
     ts: int  # epoch seconds
     qty: int  # signed: + buy, - sell, in 1e-8
     price: int  # 1e-10
-    fee: int  # 1e-18 USD
+    fee: int  # 1e-10 USD
 
 
 @dataclass(slots=True)
@@ -96,6 +99,50 @@ class FifoLedger:
             book.closed_qty += closed
             if qty:  # what is left opens (or, after a flip, reverses) the position
                 lots.append([qty, price])
+
+    @classmethod
+    def from_frame(cls, fills: pl.DataFrame) -> FifoLedger:
+        """Bulk path: columns trader, pair, qty, price, fee (int64, scaled as above), in time order.
+
+        Runs the compiled matcher when the integers fit 64 bits, the Python loop otherwise; the
+        books come out the same either way.
+        """
+        from research import fifo_kernel as k
+
+        qty = fills["qty"].to_numpy()
+        price = fills["price"].to_numpy()
+        fee = fills["fee"].to_numpy()
+        ledger = cls()
+        if not k.fits_int64(qty, price, fee):
+            ledger.apply_arrays(
+                fills["trader"].to_list(), fills["pair"].to_list(), qty.tolist(), price.tolist(), fee.tolist()
+            )
+            return ledger
+        keys = fills.select(
+            t=pl.col("trader").cast(pl.Categorical).to_physical().cast(pl.Int64),
+            p=pl.col("pair").cast(pl.Categorical).to_physical().cast(pl.Int64),
+        )
+        combined = keys["t"].to_numpy() * (int(keys["p"].max() or 0) + 1) + keys["p"].to_numpy()
+        uniq, book = np.unique(combined, return_inverse=True)
+        order = np.argsort(book, kind="stable")
+        r_hi, r_lo, f_hi, f_lo, closed, head, tail, lot_q, lot_p = k.match_sorted(
+            book[order], qty[order], price[order], fee[order], len(uniq)
+        )
+        first = np.zeros(len(uniq), dtype=np.int64)
+        first[book[order[::-1]]] = order[::-1]  # the first fill of each book names it
+        traders, pairs = fills["trader"], fills["pair"]
+        for b in range(len(uniq)):
+            row = int(first[b])
+            ledger.books[(traders[row], pairs[row])] = Book(
+                lots=deque(
+                    [int(q), int(p)]
+                    for q, p in zip(lot_q[head[b] : tail[b]], lot_p[head[b] : tail[b]], strict=True)
+                ),
+                realized=k.to_int128(r_hi[b], r_lo[b]),
+                fees=(int(f_hi[b]) << 32) + int(f_lo[b]),
+                closed_qty=int(closed[b]),
+            )
+        return ledger
 
     def rows(self) -> list[dict[str, object]]:
         out = []
@@ -197,46 +244,3 @@ def read_fills(stream: IO[str]) -> tuple[list[Fill], list[tuple[int, str]]]:
     # Stable sort: fills with the same timestamp keep file order.
     fills.sort(key=lambda f: f.ts)
     return fills, errors
-
-
-def _shard_worker(args: tuple[int, int]) -> dict[tuple[str, str], tuple[int, int, int, int]]:
-    shard, n_shards = args
-    traders, pairs, qtys, prices, fees = _SHARD_INPUT
-    keep = [i for i, t in enumerate(traders) if hash(t) % n_shards == shard]
-    ledger = FifoLedger()
-    ledger.apply_arrays(
-        [traders[i] for i in keep],
-        [pairs[i] for i in keep],
-        [qtys[i] for i in keep],
-        [prices[i] for i in keep],
-        [fees[i] for i in keep],
-    )
-    return {k: (b.realized, b.fees, b.closed_qty, b.open_qty) for k, b in ledger.books.items()}
-
-
-_SHARD_INPUT: tuple[list[str], list[str], list[int], list[int], list[int]] = ([], [], [], [], [])
-
-
-def totals_sharded(
-    traders: list[str],
-    pairs: list[str],
-    qtys: list[int],
-    prices: list[int],
-    fees: list[int],
-    workers: int = 2,
-) -> dict[tuple[str, str], tuple[int, int, int, int]]:
-    """(realized, fees, closed qty, open qty) per (trader, pair), the fills split across processes by
-    trader. Traders are independent, so the result equals the single-process one exactly."""
-    import multiprocessing as mp
-
-    global _SHARD_INPUT
-    _SHARD_INPUT = (traders, pairs, qtys, prices, fees)  # inherited by the forked workers, not pickled
-    try:
-        with mp.get_context("fork").Pool(workers) as pool:
-            parts = pool.map(_shard_worker, [(k, workers) for k in range(workers)])
-    finally:
-        _SHARD_INPUT = ([], [], [], [], [])
-    merged: dict[tuple[str, str], tuple[int, int, int, int]] = {}
-    for part in parts:
-        merged.update(part)
-    return merged

@@ -71,7 +71,9 @@ def trader_stats(
     if w.is_empty():
         return pl.DataFrame()
     d = float(window_days)
-    w = w.with_columns(day=((pl.col("ts") - start - 1) // DAY), week=((pl.col("ts") - start - 1) // (7 * DAY)))
+    w = w.with_columns(
+        day=((pl.col("ts") - start - 1) // DAY), week=((pl.col("ts") - start - 1) // (7 * DAY))
+    )
     # Within a group the rows keep their (time) order, so the equity curve is a cumulative sum there;
     # its peak starts at 0, the balance before the first trade.
     equity = pl.col("realized_usdc").cum_sum()

@@ -22,7 +22,9 @@ async def table(pool: asyncpg.Pool, query: str) -> list[dict]:
     return [dict(r) for r in await pool.fetch(query)]
 
 
-async def test_history_ingest_is_idempotent_and_rejects_bad_records(migrated_pool: asyncpg.Pool, tmp_path) -> None:
+async def test_history_ingest_is_idempotent_and_rejects_bad_records(
+    migrated_pool: asyncpg.Pool, tmp_path
+) -> None:
     folder = shared_data_or_skip("avantis", "trades")
     paths = sorted(folder.glob("*.json"))
     async with migrated_pool.acquire() as conn:
@@ -42,8 +44,9 @@ async def test_history_ingest_is_idempotent_and_rejects_bad_records(migrated_poo
     assert any("missing" in r["reason"] for r in mixed.rejections)
 
 
-async def test_incremental_stream_path_equals_full_recompute(migrated_pool: asyncpg.Pool, redis_server_url: str,
-                                                             stream_name: str) -> None:
+async def test_incremental_stream_path_equals_full_recompute(
+    migrated_pool: asyncpg.Pool, redis_server_url: str, stream_name: str
+) -> None:
     folder = shared_data_or_skip("avantis", "trades")
     events = []
     for path in sorted(folder.glob("*.json")):
