@@ -84,3 +84,51 @@ def summarize(checks: list[TradeCheck]) -> dict[str, object]:
 
 def all_hold(summary: dict[str, object]) -> bool:
     return summary["usdc_sent_exact"] == summary["trades"] and summary["unexplained"] == 0
+
+
+@dataclass(frozen=True, slots=True)
+class EventCheck:
+    closes: int
+    exact: int
+    mismatches: list[str]
+
+
+def reconcile_events(events: list, catalogue: dict) -> EventCheck:
+    """Replay canonical events through the ledger and recompute every close with the contracts'
+    formula from the position's open price: `usdc_sent` and the gross must match to the micro-USDC.
+
+    The loss-protection multiplier is not on the event; it must be one of the pair's tiers.
+    """
+    from data.units import to_e10
+    from research.ledger import PositionLedger
+    from research.pnl import close_outcome
+
+    ledger = PositionLedger()
+    closes = exact = 0
+    mismatches: list[str] = []
+    for ev in events:
+        if not ev.is_close:
+            ledger.apply(ev)
+            continue
+        pos = ledger.positions.get(ev.position_key)
+        open_price = pos.open_price if pos is not None and pos.is_open else None
+        ledger.apply(ev)
+        closes += 1
+        if open_price is None:
+            mismatches.append(f"{ev.event_id}: close without a seen open")
+            continue
+        pair = catalogue[ev.pair_index]
+        tiers = sorted(set(pair.loss_protection_pct.values()) | {100}, reverse=True)
+        ok = False
+        for pct in tiers if ev.loss_protection_usdc else [100]:
+            out = close_outcome(ev.size_closed_usdc, to_e10(ev.leverage), to_e10(open_price), to_e10(ev.price), ev.side,
+                                rollover_usdc=ev.rollover_fee_usdc, close_fee_ppm=pair.close_fee_ppm,
+                                loss_protection_pct=pct, max_gain_pct=pair.max_gain_pct)
+            if out.usdc_sent == ev.usdc_sent and (out.liquidated or out.gross_usdc == ev.gross_pnl_usdc):
+                ok = True
+                break
+        if ok:
+            exact += 1
+        else:
+            mismatches.append(f"{ev.event_id}: usdc_sent {ev.usdc_sent} not reproduced")
+    return EventCheck(closes, exact, mismatches)
