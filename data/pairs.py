@@ -51,9 +51,17 @@ _FALLBACK = [
 def builtin_catalogue() -> dict[int, Pair]:
     return {
         index: Pair(
-            index=index, symbol=symbol, open_fee_ppm=450, close_fee_ppm=450, min_leverage=Decimal(1),
-            max_leverage=Decimal(max_lev), min_position_usdc=100_000_000, max_gain_pct=2500,
-            loss_protection_pct={0: 100, 1: 92, 2: 92, 3: 92}, rollover_ppm_per_hour=17, group_index=group,
+            index=index,
+            symbol=symbol,
+            open_fee_ppm=450,
+            close_fee_ppm=450,
+            min_leverage=Decimal(1),
+            max_leverage=Decimal(max_lev),
+            min_position_usdc=100_000_000,
+            max_gain_pct=2500,
+            loss_protection_pct={0: 100, 1: 92, 2: 92, 3: 92},
+            rollover_ppm_per_hour=17,
+            group_index=group,
         )
         for index, symbol, max_lev, group in _FALLBACK
     }
@@ -68,14 +76,20 @@ def load_catalogue(path: Path | None) -> dict[int, Pair]:
     for key, info in doc["pairInfos"].items():
         if not info.get("isPairListed", True):
             continue
-        lp = {int(tier): 100 - int(v) for tier, v in (info.get("lossProtectionMultiplier") or {"0": 0}).items()}
+        lp = {
+            int(tier): 100 - int(v) for tier, v in (info.get("lossProtectionMultiplier") or {"0": 0}).items()
+        }
         margin_fee_pct_per_hour = (info.get("marginFee") or {}).get("long", 0)
         pairs[int(key)] = Pair(
-            index=int(key), symbol=f"{info['from']}/{info['to']}",
-            open_fee_ppm=_pct_to_ppm(info.get("openFeeP", 0.045)), close_fee_ppm=_pct_to_ppm(info.get("closeFeeP", 0.045)),
+            index=int(key),
+            symbol=f"{info['from']}/{info['to']}",
+            open_fee_ppm=_pct_to_ppm(info.get("openFeeP", 0.045)),
+            close_fee_ppm=_pct_to_ppm(info.get("closeFeeP", 0.045)),
             min_leverage=Decimal(str(info["leverages"]["minLeverage"])),
             max_leverage=Decimal(str(info["leverages"]["maxLeverage"])),
-            min_position_usdc=int(Decimal(str(info.get("minLevPosUSDC", info.get("pairMinLevPosUSDC", 100)))) * 1_000_000),
+            min_position_usdc=int(
+                Decimal(str(info.get("minLevPosUSDC", info.get("pairMinLevPosUSDC", 100)))) * 1_000_000
+            ),
             max_gain_pct=int(info["values"]["maxGainP"]),
             loss_protection_pct=lp,
             rollover_ppm_per_hour=_pct_to_ppm(margin_fee_pct_per_hour),

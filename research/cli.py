@@ -86,15 +86,17 @@ def fifo(
         typer.echo(f"{len(errors)} malformed row(s) skipped, {len(fills)} counted", err=True)
 
 
-
-
 def simulate(
     traders: int = typer.Option(1000, min=1, help="population size"),
     days: int = typer.Option(90, min=2, help="simulated days"),
     seed: int = typer.Option(0, help="same seed, same bytes"),
     out: Path = typer.Option(..., help="output folder: events.parquet, truth.parquet"),
-    prices: str = typer.Option("", help="folder of real candles, or 'synthetic' (default: the real files when present)"),
-    duckdb_path: Path | None = typer.Option(None, "--duckdb", help="also write the events and truth to this DuckDB file"),
+    prices: str = typer.Option(
+        "", help="folder of real candles, or 'synthetic' (default: the real files when present)"
+    ),
+    duckdb_path: Path | None = typer.Option(
+        None, "--duckdb", help="also write the events and truth to this DuckDB file"
+    ),
     workers: int = typer.Option(0, min=0, help="processes (0: one per core)"),
     to_chain: str = typer.Option("", help="replay onto the local-chain contracts at this RPC URL"),
 ) -> None:
@@ -106,7 +108,9 @@ def simulate(
     from research.sim.run import simulate as run_simulation
 
     if to_chain:
-        typer.echo("--to-chain needs the local-chain contracts, which are not part of this build yet", err=True)
+        typer.echo(
+            "--to-chain needs the local-chain contracts, which are not part of this build yet", err=True
+        )
         raise typer.Exit(2)
     settings = get_settings()
     default_prices = settings.shared_data_dir / "prices"
@@ -114,15 +118,30 @@ def simulate(
     catalogue = load_catalogue(settings.shared_data_dir / "avantis" / "trading_snapshot.json")
     with Progress(transient=True) as bar:
         task = bar.add_task("simulating traders", total=traders)
-        sim = run_simulation(traders, days, seed, prices=chosen, catalogue=catalogue, workers=workers or None,
-                             progress=lambda done, total: bar.update(task, completed=done))
+        sim = run_simulation(
+            traders,
+            days,
+            seed,
+            prices=chosen,
+            catalogue=catalogue,
+            workers=workers or None,
+            progress=lambda done, total: bar.update(task, completed=done),
+        )
     sim.write(out)
     if duckdb_path is not None:
         from research.snapshots import write_duckdb
 
         write_duckdb(duckdb_path, {"trade_events": sim.events, "truth": sim.truth})
-    typer.echo(json.dumps({"traders": traders, "events": sim.events.height, "seconds": round(sim.seconds, 2),
-                           "prices": sorted({p.source for p in sim.paths.values()})}))
+    typer.echo(
+        json.dumps(
+            {
+                "traders": traders,
+                "events": sim.events.height,
+                "seconds": round(sim.seconds, 2),
+                "prices": sorted({p.source for p in sim.paths.values()}),
+            }
+        )
+    )
 
 
 def register(app: typer.Typer) -> None:

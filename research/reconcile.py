@@ -121,9 +121,17 @@ def reconcile_events(events: list, catalogue: dict) -> EventCheck:
         tiers = sorted(set(pair.loss_protection_pct.values()) | {100}, reverse=True)
         ok = False
         for pct in tiers if ev.loss_protection_usdc else [100]:
-            out = close_outcome(ev.size_closed_usdc, to_e10(ev.leverage), to_e10(open_price), to_e10(ev.price), ev.side,
-                                rollover_usdc=ev.rollover_fee_usdc, close_fee_ppm=pair.close_fee_ppm,
-                                loss_protection_pct=pct, max_gain_pct=pair.max_gain_pct)
+            out = close_outcome(
+                ev.size_closed_usdc,
+                to_e10(ev.leverage),
+                to_e10(open_price),
+                to_e10(ev.price),
+                ev.side,
+                rollover_usdc=ev.rollover_fee_usdc,
+                close_fee_ppm=pair.close_fee_ppm,
+                loss_protection_pct=pct,
+                max_gain_pct=pair.max_gain_pct,
+            )
             if out.usdc_sent == ev.usdc_sent and (out.liquidated or out.gross_usdc == ev.gross_pnl_usdc):
                 ok = True
                 break

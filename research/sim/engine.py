@@ -41,14 +41,23 @@ def _first_hit(mask: np.ndarray) -> int:
     return 1 << 60
 
 
-def simulate_trader(t: TraderTruth, paths: dict[str, PricePath], pairs: dict[str, Pair], *, seed: int,
-                    start_ts: int, days: int) -> TraderResult:
+def simulate_trader(
+    t: TraderTruth,
+    paths: dict[str, PricePath],
+    pairs: dict[str, Pair],
+    *,
+    seed: int,
+    start_ts: int,
+    days: int,
+) -> TraderResult:
     rng = np.random.default_rng([seed, t.trader_id, 2])
     symbols = ["BTC/USD", "ETH/USD"]
     # Entry times: active days (days off), a bursty daily rate, uniform times within the day.
     active = rng.random(days) >= t.day_off_prob
     counts = rng.poisson(t.trades_per_day * rng.gamma(2.0, 0.5, days) * active)
-    entry_ts = np.sort(np.concatenate([start_ts + d * DAY + rng.integers(0, DAY, c) for d, c in enumerate(counts)]))
+    entry_ts = np.sort(
+        np.concatenate([start_ts + d * DAY + rng.integers(0, DAY, c) for d, c in enumerate(counts)])
+    )
     n_bars = min(p.bars for p in paths.values())
     end_bar = n_bars - 1
 
@@ -84,8 +93,13 @@ def simulate_trader(t: TraderTruth, paths: dict[str, PricePath], pairs: dict[str
         exit_bar = min(end_bar, bar + hold_bars)
         entry = int(path.close[bar])
         side = _choose_side(t, path, bar, exit_bar, entry, rng)
-        lev_tenths = int(np.clip(round(t.leverage_habit * float(np.exp(rng.normal(0, 0.25))) * 10),
-                                 int(pair.min_leverage * 10), int(pair.max_leverage * 10)))
+        lev_tenths = int(
+            np.clip(
+                round(t.leverage_habit * float(np.exp(rng.normal(0, 0.25))) * 10),
+                int(pair.min_leverage * 10),
+                int(pair.max_leverage * 10),
+            )
+        )
         lev = lev_tenths * E10 // 10
         deposit = int(balance * t.risk_fraction) // 1_000_000 * 1_000_000
         if deposit <= 0 or deposit > balance or deposit * lev // E10 < pair.min_position_usdc:
@@ -106,18 +120,49 @@ def simulate_trader(t: TraderTruth, paths: dict[str, PricePath], pairs: dict[str
         sl_e10 = max(0, _target(entry, lev, side, -t.sl_pct)) if t.sl_pct else 0
         eid = f"sim:{seed}:{t.trader_id}:{n}"
         key = (t.trader, pair.index, symbol)
-        rows.append((f"{eid}:open", venue, src, t.trader, pair.index, symbol, "open", index, ts, ts, side.value,
-                     collateral, lev, entry, None, fee, 0, 0, 0, None, None, tp_e10 or None, sl_e10 or None))
+        rows.append(
+            (
+                f"{eid}:open",
+                venue,
+                src,
+                t.trader,
+                pair.index,
+                symbol,
+                "open",
+                index,
+                ts,
+                ts,
+                side.value,
+                collateral,
+                lev,
+                entry,
+                None,
+                fee,
+                0,
+                0,
+                0,
+                None,
+                None,
+                tp_e10 or None,
+                sl_e10 or None,
+            )
+        )
 
         # Where the position ends: liquidation, stop loss, take profit, or the planned exit.
         liq = liquidation_price_e10(entry, lev, side)
         lows, highs = path.low[bar + 1 : exit_bar + 1], path.high[bar + 1 : exit_bar + 1]
         if side is Side.LONG:
-            hits = (_first_hit(lows <= liq), _first_hit(lows <= sl_e10) if sl_e10 else 1 << 60,
-                    _first_hit(highs >= tp_e10) if tp_e10 else 1 << 60)
+            hits = (
+                _first_hit(lows <= liq),
+                _first_hit(lows <= sl_e10) if sl_e10 else 1 << 60,
+                _first_hit(highs >= tp_e10) if tp_e10 else 1 << 60,
+            )
         else:
-            hits = (_first_hit(highs >= liq), _first_hit(highs >= sl_e10) if sl_e10 else 1 << 60,
-                    _first_hit(lows <= tp_e10) if tp_e10 else 1 << 60)
+            hits = (
+                _first_hit(highs >= liq),
+                _first_hit(highs >= sl_e10) if sl_e10 else 1 << 60,
+                _first_hit(lows <= tp_e10) if tp_e10 else 1 << 60,
+            )
         first = min(hits)
         if first < (1 << 60):
             which = hits.index(first)  # ties resolve liquidation, then SL, then TP: the trader's worst case
@@ -134,31 +179,96 @@ def simulate_trader(t: TraderTruth, paths: dict[str, PricePath], pairs: dict[str
             mid_bar = bar + (close_bar - bar) // 2
             part_ts = start_ts + mid_bar * BAR_SECONDS
             part = collateral // 2
-            out = close_outcome(part, lev, entry, int(path.close[mid_bar]), side,
-                                rollover_usdc=_rollover(part, lev, pair, part_ts - ts), close_fee_ppm=pair.close_fee_ppm,
-                                loss_protection_pct=lp_pct, max_gain_pct=pair.max_gain_pct)
+            out = close_outcome(
+                part,
+                lev,
+                entry,
+                int(path.close[mid_bar]),
+                side,
+                rollover_usdc=_rollover(part, lev, pair, part_ts - ts),
+                close_fee_ppm=pair.close_fee_ppm,
+                loss_protection_pct=lp_pct,
+                max_gain_pct=pair.max_gain_pct,
+            )
             if not out.liquidated and part_ts > ts:
-                rows.append((f"{eid}:partial", venue, src, t.trader, pair.index, symbol, "partial_close", index, ts,
-                             part_ts, side.value, collateral, lev, int(path.close[mid_bar]), part, 0,
-                             out.closing_fee_usdc, out.rollover_usdc, out.loss_protection_usdc, out.usdc_sent,
-                             out.gross_usdc, tp_e10 or None, sl_e10 or None))
+                rows.append(
+                    (
+                        f"{eid}:partial",
+                        venue,
+                        src,
+                        t.trader,
+                        pair.index,
+                        symbol,
+                        "partial_close",
+                        index,
+                        ts,
+                        part_ts,
+                        side.value,
+                        collateral,
+                        lev,
+                        int(path.close[mid_bar]),
+                        part,
+                        0,
+                        out.closing_fee_usdc,
+                        out.rollover_usdc,
+                        out.loss_protection_usdc,
+                        out.usdc_sent,
+                        out.gross_usdc,
+                        tp_e10 or None,
+                        sl_e10 or None,
+                    )
+                )
                 heapq.heappush(settlements, (part_ts, out.usdc_sent))
                 remaining -= part
-        out = close_outcome(remaining, lev, entry, close_price, side,
-                            rollover_usdc=_rollover(remaining, lev, pair, close_ts - ts), close_fee_ppm=pair.close_fee_ppm,
-                            loss_protection_pct=lp_pct, max_gain_pct=pair.max_gain_pct)
+        out = close_outcome(
+            remaining,
+            lev,
+            entry,
+            close_price,
+            side,
+            rollover_usdc=_rollover(remaining, lev, pair, close_ts - ts),
+            close_fee_ppm=pair.close_fee_ppm,
+            loss_protection_pct=lp_pct,
+            max_gain_pct=pair.max_gain_pct,
+        )
         if out.liquidated:
             kind = "liquidation"
-        rows.append((f"{eid}:{kind}", venue, src, t.trader, pair.index, symbol, kind, index, ts, close_ts,
-                     side.value, remaining, lev, close_price, remaining, 0, out.closing_fee_usdc, out.rollover_usdc,
-                     out.loss_protection_usdc, out.usdc_sent, out.gross_usdc, tp_e10 or None, sl_e10 or None))
+        rows.append(
+            (
+                f"{eid}:{kind}",
+                venue,
+                src,
+                t.trader,
+                pair.index,
+                symbol,
+                kind,
+                index,
+                ts,
+                close_ts,
+                side.value,
+                remaining,
+                lev,
+                close_price,
+                remaining,
+                0,
+                out.closing_fee_usdc,
+                out.rollover_usdc,
+                out.loss_protection_usdc,
+                out.usdc_sent,
+                out.gross_usdc,
+                tp_e10 or None,
+                sl_e10 or None,
+            )
+        )
         heapq.heappush(settlements, (close_ts, out.usdc_sent))
         held.append((close_ts, index))
     final = balance + sum(amount for _, amount in settlements)
     return TraderResult(rows, trades, quit_ts, final)
 
 
-def _choose_side(t: TraderTruth, path: PricePath, bar: int, exit_bar: int, entry: int, rng: np.random.Generator) -> Side:
+def _choose_side(
+    t: TraderTruth, path: PricePath, bar: int, exit_bar: int, entry: int, rng: np.random.Generator
+) -> Side:
     if t.archetype == "skilled":
         # The planted edge: right about the move over the holding period with probability 0.5 + edge.
         future_up = int(path.close[exit_bar]) >= entry

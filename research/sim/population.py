@@ -23,9 +23,17 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 ARCHETYPE_SHARES = {
-    "skilled": 0.08, "noise": 0.30, "trend": 0.12, "mean_reverter": 0.10, "gambler": 0.12, "loss_hider": 0.10, "wash": 0.08,
+    "skilled": 0.08,
+    "noise": 0.30,
+    "trend": 0.12,
+    "mean_reverter": 0.10,
+    "gambler": 0.12,
+    "loss_hider": 0.10,
+    "wash": 0.08,
 }
 STYLE_HOLD_HOURS = {"scalper": 0.5, "intraday": 6.0, "swing": 48.0}  # median holding time
+# Wash traders are in and out within minutes; loss hiders sit on losers (winners hit the small TP first).
+HOLD_MULTIPLIER = {"wash": 0.1, "loss_hider": 4.0}
 STYLE_TRADES_PER_DAY = {"scalper": 4.0, "intraday": 1.5, "swing": 0.4}
 
 
@@ -78,7 +86,9 @@ def _draw_trader(i: int, archetype: str, seed: int) -> TraderTruth:
     if archetype == "wash":
         style = "scalper"
     edge = float(min(0.3, rng.exponential(0.05))) if archetype == "skilled" else 0.0
-    lev = {"gambler": rng.uniform(30, 75), "wash": rng.uniform(2, 5)}.get(archetype, float(np.exp(rng.normal(np.log(8), 0.6))))
+    lev = {"gambler": rng.uniform(30, 75), "wash": rng.uniform(2, 5)}.get(
+        archetype, float(np.exp(rng.normal(np.log(8), 0.6)))
+    )
     tp, sl = float(rng.choice([0, 50, 100, 200])), float(rng.choice([0, 30, 50, 80]))
     if archetype == "loss_hider":
         tp, sl = float(rng.uniform(5, 15)), 0.0
@@ -88,13 +98,21 @@ def _draw_trader(i: int, archetype: str, seed: int) -> TraderTruth:
     if archetype == "wash":
         trades *= 3
     return TraderTruth(
-        trader_id=i, trader=trader_address(seed, i), archetype=archetype, style=style, edge=edge,
+        trader_id=i,
+        trader=trader_address(seed, i),
+        archetype=archetype,
+        style=style,
+        edge=edge,
         leverage_habit=float(min(75.0, max(1.0, lev))),
         risk_fraction=float(rng.uniform(0.3, 0.6) if archetype == "wash" else rng.uniform(0.03, 0.2)),
         initial_balance_usdc=int(np.exp(rng.normal(np.log(5_000), 1.0))) * 1_000_000 + 1_000_000_000,
-        trades_per_day=trades, hold_hours=STYLE_HOLD_HOURS[style] * (0.1 if archetype == "wash" else 1.0),
-        day_off_prob=float(rng.uniform(0.05, 0.4)), tp_pct=tp, sl_pct=sl,
+        trades_per_day=trades,
+        hold_hours=STYLE_HOLD_HOURS[style] * HOLD_MULTIPLIER.get(archetype, 1.0),
+        day_off_prob=float(rng.uniform(0.05, 0.4)),
+        tp_pct=tp,
+        sl_pct=sl,
         partial_close_prob=0.0 if archetype == "wash" else 0.15,
-        quits_on_drawdown=bool(rng.random() < 0.3), weekly_deposit_prob=float(rng.uniform(0, 0.3)),
+        quits_on_drawdown=bool(rng.random() < 0.3),
+        weekly_deposit_prob=float(rng.uniform(0, 0.3)),
         btc_share=float(rng.uniform(0.2, 0.8)),
     )

@@ -58,7 +58,10 @@ def real_paths(prices_dir: Path, days: int, *, start: str | None = None) -> dict
             raise ValueError(f"{name} holds {frame.height} bars, fewer than {days} days")
         start_ts = int(frame["date"][0].timestamp())
         paths[symbol] = PricePath(
-            symbol, start_ts, *(_to_e10(frame[c].to_numpy()) for c in ("open", "high", "low", "close")), source=f"real:{name}"
+            symbol,
+            start_ts,
+            *(_to_e10(frame[c].to_numpy()) for c in ("open", "high", "low", "close")),
+            source=f"real:{name}",
         )
     return paths
 
@@ -97,8 +100,15 @@ def synthetic_paths(days: int, seed: int, *, start_ts: int = 1_735_689_600) -> d
         wick = np.abs(rng.normal(0, 1, (2, n))) * beta * vol * 0.6
         high = np.maximum(open_, close) * np.exp(wick[0])
         low = np.minimum(open_, close) * np.exp(-wick[1])
-        out[symbol] = PricePath(symbol, start_ts, _to_e10(open_), _to_e10(high), _to_e10(low), _to_e10(close),
-                                source=f"synthetic:{seed}:{k}")
+        out[symbol] = PricePath(
+            symbol,
+            start_ts,
+            _to_e10(open_),
+            _to_e10(high),
+            _to_e10(low),
+            _to_e10(close),
+            source=f"synthetic:{seed}:{k}",
+        )
     return out
 
 
@@ -109,5 +119,7 @@ def load_paths(days: int, seed: int, prices: str | Path | None) -> dict[str, Pri
     folder = Path(prices)
     missing = [name for name in REAL_FILES.values() if not (folder / name).exists()]
     if missing:
-        raise FileNotFoundError(f"{folder} lacks {', '.join(missing)}; pass --prices synthetic to generate prices")
+        raise FileNotFoundError(
+            f"{folder} lacks {', '.join(missing)}; pass --prices synthetic to generate prices"
+        )
     return real_paths(folder, days)

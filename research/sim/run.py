@@ -46,14 +46,22 @@ def _run_chunk(bounds: tuple[int, int]) -> list[TraderResult]:
     return [simulate_trader(population[i], **kwargs) for i in range(*bounds)]  # type: ignore[arg-type]
 
 
-def simulate(n_traders: int, days: int, seed: int, *, prices: str | Path | None = "synthetic",
-             catalogue: dict[int, Pair] | None = None, workers: int | None = None,
-             progress: Callable[[int, int], None] | None = None) -> Simulation:
+def simulate(
+    n_traders: int,
+    days: int,
+    seed: int,
+    *,
+    prices: str | Path | None = "synthetic",
+    catalogue: dict[int, Pair] | None = None,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    shares: dict[str, float] | None = None,
+) -> Simulation:
     started = time.perf_counter()
     catalogue = catalogue or builtin_catalogue()
     paths = load_paths(days, seed, prices)
     pairs = {s: pair_by_symbol(catalogue, s) for s in paths}
-    population = draw_population(n_traders, seed)
+    population = draw_population(n_traders, seed, shares)
     start_ts = min(p.start_ts for p in paths.values())
     kwargs = {"paths": paths, "pairs": pairs, "seed": seed, "start_ts": start_ts, "days": days}
     workers = max(1, min(workers or os.cpu_count() or 1, n_traders))
@@ -82,8 +90,16 @@ def simulate(n_traders: int, days: int, seed: int, *, prices: str | Path | None 
         .sort(["ts", "_k", "event_id"])
         .drop("_k")
     )
-    truth = pl.DataFrame([
-        {**p.record(), "trades": r.trades, "quit_ts": r.quit_ts, "final_balance_usdc": r.final_balance_usdc}
-        for p, r in zip(population, results, strict=True)
-    ])
+    truth = pl.DataFrame(
+        [
+            {
+                **p.record(),
+                "trades": r.trades,
+                "quit_ts": r.quit_ts,
+                "final_balance_usdc": r.final_balance_usdc,
+            }
+            for p, r in zip(population, results, strict=True)
+        ],
+        infer_schema_length=None,
+    )
     return Simulation(events, truth, paths, time.perf_counter() - started)
