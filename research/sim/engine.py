@@ -89,7 +89,7 @@ def simulate_trader(
         bar = (ts - start_ts) // BAR_SECONDS
         if bar >= end_bar - 1:
             break
-        hold_bars = max(1, int(round(t.hold_hours * float(np.exp(rng.normal(0, 0.7))) * 3600 / BAR_SECONDS)))
+        hold_bars = max(1, round(t.hold_hours * float(np.exp(rng.normal(0, 0.7))) * 3600 / BAR_SECONDS))
         exit_bar = min(end_bar, bar + hold_bars)
         entry = int(path.close[bar])
         side = _choose_side(t, path, bar, exit_bar, entry, rng)
@@ -119,7 +119,6 @@ def simulate_trader(
         tp_e10 = max(0, _target(entry, lev, side, t.tp_pct)) if t.tp_pct else 0
         sl_e10 = max(0, _target(entry, lev, side, -t.sl_pct)) if t.sl_pct else 0
         eid = f"sim:{seed}:{t.trader_id}:{n}"
-        key = (t.trader, pair.index, symbol)
         rows.append(
             (
                 f"{eid}:open",
