@@ -35,5 +35,36 @@ def history(
     typer.echo(json.dumps(asyncio.run(run())))
 
 
+@ingest_app.command("events")
+def events(
+    path: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="canonical events Parquet (e.g. from vanta simulate)"
+    ),
+    publish: bool = typer.Option(True, help="publish the new events to the Redis stream"),
+) -> None:
+    """Canonical events from Parquet into trade_events, idempotently; prints {"events", "inserted", "duplicates"}."""
+    import polars as pl
+
+    from data.event_frames import events_from_frame
+    from data.store import insert_events
+    from infra.bus import StreamBus
+    from infra.runtime import open_services
+    from infra.settings import get_settings
+
+    batch = events_from_frame(pl.read_parquet(path))
+
+    async def run() -> dict[str, int]:
+        async with open_services(get_settings(), with_redis=publish) as services:
+            async with services.pool.acquire() as conn:
+                new = await insert_events(conn, batch)
+            if publish and services.redis is not None:
+                bus = StreamBus(services.redis)
+                for start in range(0, len(new), 5000):
+                    await bus.publish_many([ev.to_record() for ev in new[start : start + 5000]])
+        return {"events": len(batch), "inserted": len(new), "duplicates": len(batch) - len(new)}
+
+    typer.echo(json.dumps(asyncio.run(run())))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(ingest_app, name="ingest")

@@ -76,21 +76,28 @@ def _row(ev: TradeEvent) -> tuple[object, ...]:
 
 
 async def insert_events(conn: asyncpg.Connection, events: Iterable[TradeEvent]) -> list[TradeEvent]:
-    """Insert what is new; return exactly the events that were inserted (repeats are skipped)."""
-    batch = list(events)
+    """Insert what is new; return exactly the events that were inserted (repeats are skipped).
+
+    Rows are COPYed into a temporary table and moved with one INSERT ... ON CONFLICT DO NOTHING,
+    so a batch of 100,000 events is one statement, and both unique keys (event id; chain id, tx
+    hash, log index) reject repeats.
+    """
+    batch = list({ev.event_id: ev for ev in events}.values())
     if not batch:
         return []
-    placeholders = ", ".join(f"${i + 1}" for i in range(len(_COLUMNS)))
-    inserted_ids: set[str] = set()
+    columns = ", ".join(_COLUMNS)
     async with conn.transaction():
-        for ev in batch:
-            row = await conn.fetchrow(
-                f"INSERT INTO trade_events ({', '.join(_COLUMNS)}) VALUES ({placeholders}) "
-                "ON CONFLICT DO NOTHING RETURNING event_id",
-                *_row(ev),
-            )
-            if row is not None:
-                inserted_ids.add(row["event_id"])
+        await conn.execute(
+            "CREATE TEMP TABLE _incoming_events (LIKE trade_events INCLUDING DEFAULTS) ON COMMIT DROP"
+        )
+        await conn.copy_records_to_table(
+            "_incoming_events", records=[_row(ev) for ev in batch], columns=list(_COLUMNS)
+        )
+        rows = await conn.fetch(
+            f"INSERT INTO trade_events ({columns}) SELECT {columns} FROM _incoming_events "
+            "ON CONFLICT DO NOTHING RETURNING event_id"
+        )
+    inserted_ids = {r["event_id"] for r in rows}
     return [ev for ev in batch if ev.event_id in inserted_ids]
 
 

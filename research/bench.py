@@ -120,5 +120,16 @@ def bench_leaderboard(n_traders: int = 10_000, days: int = 90) -> dict[str, floa
     return {"leaderboard_10k_traders_s": round(min(runs), 3), "leaderboard_closes": closes.height}
 
 
+def bench_simulator(n_traders: int = 10_000, days: int = 90) -> dict[str, float]:
+    from research.sim.run import simulate
+
+    sim = simulate(n_traders, days, seed=1, prices="synthetic")
+    return {
+        "sim_events_per_s": round(sim.events.height / sim.seconds),
+        "sim_10k_traders_90d_s": round(sim.seconds, 1),
+        "sim_events": sim.events.height,
+    }
+
+
 def run() -> dict[str, float]:
-    return {**bench_fifo(), **bench_position_ledger(), **bench_leaderboard()}
+    return {**bench_fifo(), **bench_position_ledger(), **bench_leaderboard(), **bench_simulator()}

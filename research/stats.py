@@ -153,7 +153,10 @@ def _add_skill(out: pl.DataFrame, *, n_obs: int, min_trades: int) -> pl.DataFram
     g4 = out["kurtosis"].to_numpy()
     screened = out["trades"].to_numpy() >= min_trades
     n_trials = int(screened.sum())
-    sr_var = float(np.var(sr[screened], ddof=1)) if n_trials > 1 else 0.0
+    # Cross-sectional variance of the trials' Sharpe ratios, estimated robustly (IQR): wash traders
+    # paying fees lose with Sharpe -20 like clockwork, and they are not trials of a strategy that
+    # should raise the bar for everyone else.
+    sr_var = robust_variance(sr[screened]) if n_trials > 1 else 0.0
     sr0 = skill.expected_max_sharpe(n_trials, sr_var)
     denom = np.sqrt(np.maximum(1e-12, 1 - g3 * sr + (g4 - 1) / 4 * sr**2))
     from scipy.stats import norm
@@ -169,6 +172,11 @@ def _add_skill(out: pl.DataFrame, *, n_obs: int, min_trades: int) -> pl.DataFram
         dsr_trials=pl.lit(n_trials),
         dsr_sr0_daily=pl.lit(sr0),
     )
+
+
+def robust_variance(x: np.ndarray) -> float:
+    q75, q25 = np.percentile(x, [75, 25])
+    return float(((q75 - q25) / 1.349) ** 2)
 
 
 def daily_pnl(closes: pl.DataFrame, trader: str, *, as_of: int, window_days: int) -> np.ndarray:
