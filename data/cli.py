@@ -66,5 +66,22 @@ def events(
     typer.echo(json.dumps(asyncio.run(run())))
 
 
+def snapshot(
+    out: Path = typer.Option(..., help="DuckDB file to write, e.g. data/snapshots/NAME.duckdb"),
+) -> None:
+    """Copy the event and stats tables from PostgreSQL into a DuckDB file for the notebooks."""
+    from data.snapshots import snapshot_postgres
+    from infra.runtime import open_services
+    from infra.settings import get_settings
+
+    async def run() -> dict[str, int]:
+        async with open_services(get_settings(), with_redis=False) as services:
+            return await snapshot_postgres(services.pool, out)
+
+    counts = asyncio.run(run())
+    typer.echo(json.dumps({"out": str(out), "tables": counts}))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(ingest_app, name="ingest")
+    app.command("snapshot")(snapshot)

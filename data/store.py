@@ -71,7 +71,9 @@ def _row(ev: TradeEvent) -> tuple[object, ...]:
         ev.usdc_sent,
         ev.order_id,
         datetime.fromtimestamp(ev.ts, UTC),
-        json.dumps(ev.to_record()),
+        json.dumps(
+            {**ev.to_record(), "trader": ev.trader.lower()}
+        ),  # addresses are stored lower-case everywhere
     )
 
 

@@ -52,6 +52,12 @@ def from_e10(value: int) -> Decimal:
     return Decimal(value).scaleb(-PRICE_DECIMALS)
 
 
+def tdiv(a: int, b: int) -> int:
+    """Integer division toward zero (Solidity semantics), not Python's floor."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+
 def format_usdc(micro: int) -> str:
     """`1234567891` → `'1,234.567891 USDC'`: the one way money is shown to people."""
     sign = "-" if micro < 0 else ""

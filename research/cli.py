@@ -129,7 +129,7 @@ def simulate(
         )
     sim.write(out)
     if duckdb_path is not None:
-        from research.snapshots import write_duckdb
+        from data.snapshots import write_duckdb
 
         write_duckdb(duckdb_path, {"trade_events": sim.events, "truth": sim.truth})
     typer.echo(

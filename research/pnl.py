@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from data.events import Side
-from data.units import E10
+from data.units import E10, tdiv
 
 PPM = 1_000_000
 # Avantis fees are quoted in percent with 10 decimals on chain; we carry them as parts per million
@@ -22,12 +22,6 @@ PPM = 1_000_000
 DEFAULT_CLOSE_FEE_PPM = 450
 DEFAULT_OPEN_FEE_PPM = 450
 LIQUIDATION_THRESHOLD_PCT = 90  # liquidated once the loss reaches 90 % of the collateral
-
-
-def tdiv(a: int, b: int) -> int:
-    """Integer division toward zero (Solidity semantics), not Python's floor."""
-    q = abs(a) // abs(b)
-    return q if (a >= 0) == (b > 0) else -q
 
 
 def percent_profit_e10(

@@ -3,8 +3,8 @@ from decimal import Decimal
 import pytest
 
 from data.events import Side
-from data.units import E10, to_e10
-from research.pnl import close_outcome, open_fee, tdiv
+from data.units import E10, tdiv, to_e10
+from research.pnl import close_outcome, open_fee
 
 
 def test_tdiv_truncates_toward_zero_like_solidity() -> None:

@@ -1,0 +1,1 @@
+"""Avantis protocol facts: addresses, event ABIs by version, decoding of logs."""

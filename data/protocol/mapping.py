@@ -1,0 +1,176 @@
+"""From decoded Avantis logs to canonical `TradeEvent`s.
+
+Joins that a single log cannot answer are kept here as small state:
+- PairInfos' `FeesCharged` precedes the close it belongs to in the same transaction; its closing
+  fee, rollover (`r`) and loss protection are attached to that close.
+- `MarketOrderInitiated` is remembered by order id, so the open it leads to carries the order time.
+- `TpUpdated`/`SlUpdated`/`MarginUpdated` name a position by (trader, pair, index) only; the index is
+  reused after a close, so the open timestamp comes from the positions this mapper has seen open
+  (seeded from the database on restart).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from data.events import EventKind, Side, TradeEvent
+from data.protocol.decode import DecodedLog
+from data.units import from_e10, tdiv
+
+LIMIT_KINDS = {0: EventKind.TP, 1: EventKind.SL, 2: EventKind.LIQUIDATION}
+LIMIT_OPEN = 3
+
+
+@dataclass(frozen=True)
+class LogContext:
+    chain_id: int
+    tx_hash: str
+    log_index: int
+    block_number: int
+    block_hash: str
+    block_ts: int
+
+    @property
+    def event_id(self) -> str:
+        return f"chain:{self.chain_id}:{self.tx_hash}:{self.log_index}"
+
+
+@dataclass
+class ChainMapper:
+    venue: str = "avantis"
+    orders: dict[int, dict[str, Any]] = field(default_factory=dict)
+    fees_by_tx: dict[str, dict[str, Any]] = field(default_factory=dict)
+    open_ts: dict[tuple[str, int, int], int] = field(default_factory=dict)
+
+    def map(self, log: DecodedLog, ctx: LogContext) -> TradeEvent | None:
+        f = log.fields
+        name = log.name
+        if name == "MarketOrderInitiated":
+            self.orders[f["orderId"]] = {"trader": f["trader"], "ts": f["timestamp"], "open": f["open"]}
+            return None
+        if name == "FeesCharged":
+            self.fees_by_tx[ctx.tx_hash] = f
+            return None
+        if name == "MarketExecuted":
+            if f["open"]:
+                return self._open(f["t"], f["positionSizeUSDC"], f["price"], ctx, f["orderId"])
+            return self._close(f, ctx, None)
+        if name == "LimitExecuted":
+            if f["orderType"] == LIMIT_OPEN:
+                return self._open(f["t"], f["positionSizeUSDC"], f["price"], ctx, f["orderId"])
+            return self._close(f, ctx, LIMIT_KINDS.get(f["orderType"]))
+        if name == "MarginUpdated":
+            t = f["newTrade"]
+            key = (t["trader"], t["pairIndex"], t["index"])
+            return self._event(
+                ctx,
+                EventKind.MARGIN_UPDATE,
+                t["trader"],
+                t["pairIndex"],
+                t["index"],
+                self.open_ts.get(key, t["timestamp"]),
+                side=Side.LONG if t["buy"] else Side.SHORT,
+                collateral_usdc=t["initialPosToken"],
+                leverage=from_e10(t["leverage"]),
+                rollover_fee_usdc=f["marginFees"],
+            )
+        if name in ("TpUpdated", "SlUpdated"):
+            key = (f["trader"], f["pairIndex"], f["index"])
+            value = from_e10(f["newTp"] if name == "TpUpdated" else f["newSl"])
+            return self._event(
+                ctx,
+                EventKind.TP_SL_UPDATE,
+                f["trader"],
+                f["pairIndex"],
+                f["index"],
+                self.open_ts.get(key, 0),
+                **({"tp": value} if name == "TpUpdated" else {"sl": value}),
+            )
+        if name == "MarketOpenCanceled":
+            order = self.orders.pop(f["orderId"], {})
+            return self._event(
+                ctx,
+                EventKind.CANCEL,
+                f["trader"],
+                f["pairIndex"],
+                -1,
+                order.get("ts", 0),
+                order_id=f["orderId"],
+            )
+        if name == "OpenLimitCanceled":
+            return self._event(ctx, EventKind.CANCEL, f["trader"], f["pairIndex"], f["index"], f["timestamp"])
+        return None  # OpenLimitPlaced: a pending order, not a position
+
+    def _event(
+        self, ctx: LogContext, kind: EventKind, trader: str, pair: int, index: int, open_ts: int, **kw: Any
+    ) -> TradeEvent:
+        return TradeEvent(
+            event_id=ctx.event_id,
+            venue=self.venue,
+            source="chain",
+            trader=trader.lower(),
+            pair_index=pair,
+            kind=kind,
+            trade_index=index,
+            open_ts=open_ts,
+            ts=ctx.block_ts,
+            block=ctx.block_number,
+            block_hash=ctx.block_hash,
+            chain_id=ctx.chain_id,
+            tx_hash=ctx.tx_hash,
+            log_index=ctx.log_index,
+            **kw,
+        )
+
+    def _open(
+        self, t: dict[str, Any], collateral: int, price: int, ctx: LogContext, order_id: int
+    ) -> TradeEvent:
+        self.orders.pop(order_id, None)
+        key = (t["trader"], t["pairIndex"], t["index"])
+        self.open_ts[key] = t["timestamp"]
+        return self._event(
+            ctx,
+            EventKind.OPEN,
+            t["trader"],
+            t["pairIndex"],
+            t["index"],
+            t["timestamp"],
+            side=Side.LONG if t["buy"] else Side.SHORT,
+            collateral_usdc=collateral,
+            leverage=from_e10(t["leverage"]),
+            price=from_e10(price),
+            tp=from_e10(t["tp"]),
+            sl=from_e10(t["sl"]),
+            order_id=order_id,
+        )
+
+    def _close(self, f: dict[str, Any], ctx: LogContext, limit_kind: EventKind | None) -> TradeEvent:
+        t = f["t"]
+        closed = f["positionSizeUSDC"]
+        kind = limit_kind or (EventKind.PARTIAL_CLOSE if closed < t["initialPosToken"] else EventKind.CLOSE)
+        fees = self.fees_by_tx.pop(ctx.tx_hash, None) or {}
+        key = (t["trader"], t["pairIndex"], t["index"])
+        if kind is not EventKind.PARTIAL_CLOSE:
+            self.open_ts.pop(key, None)
+        return self._event(
+            ctx,
+            kind,
+            t["trader"],
+            t["pairIndex"],
+            t["index"],
+            t["timestamp"],
+            side=Side.LONG if t["buy"] else Side.SHORT,
+            collateral_usdc=t["initialPosToken"],
+            leverage=from_e10(t["leverage"]),
+            price=from_e10(f["price"]),
+            size_closed_usdc=closed,
+            usdc_sent=f["usdcSentToTrader"],
+            gross_pnl_usdc=tdiv(closed * f["percentProfit"], 10**12),
+            close_fee_usdc=fees.get("closingFee", 0),
+            rollover_fee_usdc=fees.get("r", 0),
+            loss_protection_usdc=fees.get("lossProtection", 0),
+            order_id=f["orderId"],
+            tp=from_e10(t["tp"]),
+            sl=from_e10(t["sl"]),
+        )
