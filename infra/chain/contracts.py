@@ -1,0 +1,64 @@
+"""Deploy and drive Vanta's Avantis mock on a local node (web3 7)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from web3 import Web3
+from web3.contract import Contract
+
+BUILD = Path(__file__).parent / "build"
+
+
+def artifact(name: str) -> tuple[list[dict[str, Any]], str]:
+    abi = json.loads((BUILD / f"{name}.abi").read_text())
+    return abi, "0x" + (BUILD / f"{name}.bin").read_text().strip()
+
+
+@dataclass
+class LocalAvantis:
+    w3: Web3
+    usdc: Contract
+    trading: Contract
+    keeper: str
+
+    def transact(self, fn: Any, key: str, value: int = 0) -> dict[str, Any]:
+        """Sign with `key`, send, wait for the receipt. Gas is estimated first, so a call that would
+        revert raises `ContractLogicError` with the contract's reason and is never sent."""
+        acct = Account.from_key(key)
+        params = {"from": acct.address, "value": value}
+        # Nested calls (delegatedAction -> delegatecall -> transferFrom) need headroom over the estimate.
+        gas = fn.estimate_gas(params) * 13 // 10
+        tx = fn.build_transaction(
+            {**params, "gas": gas, "nonce": self.w3.eth.get_transaction_count(acct.address)}
+        )
+        signed = acct.sign_transaction(tx)
+        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
+        if receipt["status"] != 1:
+            raise RuntimeError(f"transaction reverted: {tx_hash.hex()}")
+        return dict(receipt)
+
+
+def deploy(rpc_url: str, deployer_key: str) -> LocalAvantis:
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    acct = Account.from_key(deployer_key)
+
+    def _deploy(name: str, *args: Any) -> Contract:
+        abi, bytecode = artifact(name)
+        factory = w3.eth.contract(abi=abi, bytecode=bytecode)
+        tx = factory.constructor(*args).build_transaction(
+            {"from": acct.address, "nonce": w3.eth.get_transaction_count(acct.address), "gas": 6_000_000}
+        )
+        receipt = w3.eth.wait_for_transaction_receipt(
+            w3.eth.send_raw_transaction(acct.sign_transaction(tx).raw_transaction), timeout=30
+        )
+        return w3.eth.contract(address=receipt["contractAddress"], abi=abi)
+
+    usdc = _deploy("MockUSDC")
+    trading = _deploy("AvantisMock", usdc.address)
+    return LocalAvantis(w3, usdc, trading, acct.address)

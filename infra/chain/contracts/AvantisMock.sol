@@ -1,0 +1,274 @@
+// SPDX-License-Identifier: MIT
+// Vanta's own stand-in for the Avantis v1.5 contracts, for tests and the demo on a local anvil node.
+// It emits the exact v1.5 event signatures and has the v1.5 function shapes (openTrade,
+// closeTradeMarket, setDelegate, delegatedAction), a keeper that executes pending market orders at a
+// given price, and TP/SL/liquidation through LimitExecuted. One contract plays Trading, Callbacks
+// and PairInfos; the close arithmetic is research/pnl.py's (fees 0.045 %, truncating division).
+pragma solidity ^0.8.24;
+
+contract MockUSDC {
+    string public constant name = "USD Coin (Vanta mock)";
+    string public constant symbol = "USDC";
+    uint8 public constant decimals = 6;
+    mapping(address => uint256) public balanceOf;
+    mapping(address => mapping(address => uint256)) public allowance;
+    event Transfer(address indexed from, address indexed to, uint256 value);
+    event Approval(address indexed owner, address indexed spender, uint256 value);
+
+    function mint(address to, uint256 amount) external {
+        balanceOf[to] += amount;
+        emit Transfer(address(0), to, amount);
+    }
+
+    function approve(address spender, uint256 amount) external returns (bool) {
+        allowance[msg.sender][spender] = amount;
+        emit Approval(msg.sender, spender, amount);
+        return true;
+    }
+
+    function transfer(address to, uint256 amount) external returns (bool) {
+        _move(msg.sender, to, amount);
+        return true;
+    }
+
+    function transferFrom(address from, address to, uint256 amount) external returns (bool) {
+        uint256 allowed = allowance[from][msg.sender];
+        require(allowed >= amount, "USDC: allowance");
+        allowance[from][msg.sender] = allowed - amount;
+        _move(from, to, amount);
+        return true;
+    }
+
+    function _move(address from, address to, uint256 amount) internal {
+        require(balanceOf[from] >= amount, "USDC: balance");
+        balanceOf[from] -= amount;
+        balanceOf[to] += amount;
+        emit Transfer(from, to, amount);
+    }
+}
+
+contract AvantisMock {
+    struct Trade {
+        address trader;
+        uint256 pairIndex;
+        uint256 index;
+        uint256 initialPosToken;
+        uint256 positionSizeUSDC;
+        uint256 openPrice;
+        bool buy;
+        uint256 leverage;
+        uint256 tp;
+        uint256 sl;
+        uint256 timestamp;
+    }
+
+    struct PendingOrder {
+        address trader;
+        uint256 pairIndex;
+        bool open;
+        Trade trade; // for opens: the requested trade; for closes: pairIndex/index in it
+        uint256 amount; // collateral (open) or collateral to close
+        bool live;
+    }
+
+    // v1.5 events, exactly as Avantis emits them.
+    event MarketExecuted(uint256 orderId, Trade t, bool open, uint256 price, uint256 positionSizeUSDC,
+        int256 percentProfit, uint256 usdcSentToTrader, bool isPnl);
+    event LimitExecuted(uint256 orderId, uint256 limitIndex, Trade t, uint8 orderType, uint256 price,
+        uint256 positionSizeUSDC, int256 percentProfit, uint256 usdcSentToTrader, bool isPnl);
+    event MarketOpenCanceled(uint256 orderId, address indexed trader, uint256 pairIndex);
+    event MarketOrderInitiated(address indexed trader, uint256 pairIndex, bool open, uint256 orderId, uint256 timestamp);
+    event MarginUpdated(address indexed trader, uint256 pairIndex, uint256 index, uint8 _type, Trade newTrade,
+        uint256 marginFees, uint256 lossProtectionTier, uint256 timestamp);
+    event TpUpdated(address indexed trader, uint256 pairIndex, uint256 index, uint256 newTp, uint256 timestamp);
+    event SlUpdated(address indexed trader, uint256 pairIndex, uint256 index, uint256 newSl, uint256 timestamp);
+    event FeesCharged(bool buy, uint256 collateral, uint256 leverage, int256 percentProfit, uint256 r,
+        uint256 closingFee, uint256 lossProtection);
+
+    uint256 constant E10 = 1e10;
+    uint256 constant FEE_PPM = 450; // 0.045 % open and close
+    uint256 constant MAX_GAIN_PCT = 2500;
+    uint256 constant LIQ_THRESHOLD_PCT = 90;
+
+    MockUSDC public immutable usdc;
+    address public keeper;
+    uint256 public nextOrderId = 1;
+    mapping(uint256 => PendingOrder) public orders;
+    mapping(address => mapping(uint256 => mapping(uint256 => Trade))) public openTrades; // trader => pair => index
+    mapping(address => mapping(uint256 => uint256)) public openCount;
+    mapping(address => address) public delegations; // trader => delegate
+    address private actingFor; // set during delegatedAction
+
+    constructor(MockUSDC _usdc) {
+        usdc = _usdc;
+        keeper = msg.sender;
+    }
+
+    modifier onlyKeeper() {
+        require(msg.sender == keeper, "not keeper");
+        _;
+    }
+
+    function _sender() internal view returns (address) {
+        return actingFor != address(0) ? actingFor : msg.sender;
+    }
+
+    // --- delegation: the delegate can trade for the trader, never withdraw ---------------------
+    function setDelegate(address delegate) external {
+        delegations[msg.sender] = delegate;
+    }
+
+    function removeDelegate() external {
+        delete delegations[msg.sender];
+    }
+
+    function delegatedAction(address trader, bytes calldata callData) external payable returns (bytes memory) {
+        require(delegations[trader] == msg.sender, "not delegate");
+        require(actingFor == address(0), "reentrant");
+        actingFor = trader;
+        (bool ok, bytes memory result) = address(this).delegatecall(callData);
+        actingFor = address(0);
+        if (!ok) {
+            assembly {
+                revert(add(result, 32), mload(result))
+            }
+        }
+        return result;
+    }
+
+    // --- trading --------------------------------------------------------------------------------
+    function openTrade(Trade calldata t, uint8 orderType, uint256 slippageP) external payable returns (uint256 orderId) {
+        address trader = _sender();
+        require(orderType == 0, "market orders only");
+        require(slippageP > 0, "slippage");
+        require(t.trader == trader, "trader mismatch");
+        require(t.leverage >= E10 && t.leverage <= 75 * E10, "leverage");
+        require(t.initialPosToken * t.leverage / E10 >= 100e6, "below minimum position");
+        require(usdc.transferFrom(trader, address(this), t.initialPosToken), "collateral");
+        orderId = nextOrderId++;
+        PendingOrder storage o = orders[orderId];
+        o.trader = trader;
+        o.pairIndex = t.pairIndex;
+        o.open = true;
+        o.trade = t;
+        o.amount = t.initialPosToken;
+        o.live = true;
+        emit MarketOrderInitiated(trader, t.pairIndex, true, orderId, block.timestamp);
+    }
+
+    function closeTradeMarket(uint256 pairIndex, uint256 index, uint256 amount) external payable returns (uint256 orderId) {
+        address trader = _sender();
+        Trade storage t = openTrades[trader][pairIndex][index];
+        require(t.leverage > 0, "no such trade");
+        require(amount > 0 && amount <= t.initialPosToken, "amount");
+        orderId = nextOrderId++;
+        PendingOrder storage o = orders[orderId];
+        o.trader = trader;
+        o.pairIndex = pairIndex;
+        o.trade.index = index;
+        o.amount = amount;
+        o.live = true;
+        emit MarketOrderInitiated(trader, pairIndex, false, orderId, block.timestamp);
+    }
+
+    function updateTp(uint256 pairIndex, uint256 index, uint256 newTp) external {
+        Trade storage t = openTrades[_sender()][pairIndex][index];
+        require(t.leverage > 0, "no such trade");
+        t.tp = newTp;
+        emit TpUpdated(_sender(), pairIndex, index, newTp, block.timestamp);
+    }
+
+    function updateSl(uint256 pairIndex, uint256 index, uint256 newSl) external {
+        Trade storage t = openTrades[_sender()][pairIndex][index];
+        require(t.leverage > 0, "no such trade");
+        t.sl = newSl;
+        emit SlUpdated(_sender(), pairIndex, index, newSl, block.timestamp);
+    }
+
+    // --- keeper ---------------------------------------------------------------------------------
+    function executeMarketOrder(uint256 orderId, uint256 price) external onlyKeeper {
+        PendingOrder storage o = orders[orderId];
+        require(o.live, "no pending order");
+        o.live = false;
+        if (o.open) {
+            Trade memory t = o.trade;
+            uint256 fee = t.initialPosToken * t.leverage / E10 * FEE_PPM / 1e6;
+            t.initialPosToken -= fee;
+            t.index = _freeIndex(o.trader, o.pairIndex);
+            t.openPrice = price;
+            t.timestamp = block.timestamp;
+            t.positionSizeUSDC = block.timestamp; // as on mainnet: the stored field holds a timestamp
+            openTrades[o.trader][o.pairIndex][t.index] = t;
+            openCount[o.trader][o.pairIndex] += 1;
+            emit MarketExecuted(orderId, t, true, price, t.initialPosToken, 0, 0, false);
+        } else {
+            Trade memory before = openTrades[o.trader][o.pairIndex][o.trade.index];
+            require(before.leverage > 0, "trade gone");
+            (int256 pct, uint256 sent) = _close(o.trader, o.pairIndex, o.trade.index, o.amount, price);
+            emit MarketExecuted(orderId, before, false, price, o.amount, pct, sent, false);
+        }
+    }
+
+    function cancelMarketOrder(uint256 orderId) external onlyKeeper {
+        PendingOrder storage o = orders[orderId];
+        require(o.live && o.open, "no pending open");
+        o.live = false;
+        require(usdc.transfer(o.trader, o.amount), "refund");
+        emit MarketOpenCanceled(orderId, o.trader, o.pairIndex);
+    }
+
+    /// orderType 0 = TP, 1 = SL, 2 = liquidation: closes the whole position at `price`.
+    function executeLimit(address trader, uint256 pairIndex, uint256 index, uint8 orderType, uint256 price) external onlyKeeper {
+        require(orderType <= 2, "order type");
+        Trade memory before = openTrades[trader][pairIndex][index];
+        require(before.leverage > 0, "no such trade");
+        uint256 orderId = nextOrderId++;
+        (int256 pct, uint256 sent) = _close(trader, pairIndex, index, before.initialPosToken, price);
+        emit LimitExecuted(orderId, 0, before, orderType, price, before.initialPosToken, pct, sent, false);
+    }
+
+    // --- internals --------------------------------------------------------------------------------
+    function _freeIndex(address trader, uint256 pairIndex) internal view returns (uint256 i) {
+        while (openTrades[trader][pairIndex][i].leverage > 0) {
+            i++;
+        }
+    }
+
+    function _percentProfit(Trade storage t, uint256 price) internal view returns (int256 pct) {
+        int256 move = t.buy ? int256(price) - int256(t.openPrice) : int256(t.openPrice) - int256(price);
+        pct = (move * 100 * int256(E10) / int256(t.openPrice)) * int256(t.leverage) / int256(E10);
+        if (pct < -100 * int256(E10)) pct = -100 * int256(E10);
+        if (pct > int256(MAX_GAIN_PCT * E10)) pct = int256(MAX_GAIN_PCT * E10);
+    }
+
+    function _outcome(uint256 amount, uint256 leverage, int256 pct) internal pure returns (uint256 sent, uint256 fee) {
+        int256 gross = int256(amount) * pct / int256(E10 * 100);
+        int256 feeBase = int256(amount * leverage / E10) + gross;
+        fee = feeBase > 0 ? uint256(feeBase) * FEE_PPM / 1e6 : 0;
+        int256 remaining = int256(amount) + gross;
+        if (remaining * 100 <= int256(amount * (100 - LIQ_THRESHOLD_PCT))) {
+            return (0, remaining > 0 ? uint256(remaining) : 0);
+        }
+        sent = uint256(remaining) - fee;
+    }
+
+    function _close(address trader, uint256 pairIndex, uint256 index, uint256 amount, uint256 price)
+        internal
+        returns (int256 pct, uint256 sent)
+    {
+        Trade storage t = openTrades[trader][pairIndex][index];
+        pct = _percentProfit(t, price);
+        uint256 fee;
+        (sent, fee) = _outcome(amount, t.leverage, pct);
+        if (sent > 0) {
+            require(usdc.transfer(trader, sent), "payout");
+        }
+        emit FeesCharged(t.buy, amount, t.leverage, pct, 0, fee, 0);
+        if (amount == t.initialPosToken || sent == 0) {
+            delete openTrades[trader][pairIndex][index];
+            openCount[trader][pairIndex] -= 1;
+        } else {
+            t.initialPosToken -= amount;
+        }
+    }
+}
