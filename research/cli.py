@@ -98,7 +98,9 @@ def simulate(
         None, "--duckdb", help="also write the events and truth to this DuckDB file"
     ),
     workers: int = typer.Option(0, min=0, help="processes (0: one per core)"),
-    to_chain: str = typer.Option("", help="replay onto the local-chain contracts at this RPC URL"),
+    to_chain: str = typer.Option(
+        "", help="deploy the Avantis mock on this anvil node and replay the activity"
+    ),
 ) -> None:
     """Simulate a trader population with planted truth; prints {"traders", "events", "seconds"}."""
     from rich.progress import Progress
@@ -107,11 +109,6 @@ def simulate(
     from infra.settings import get_settings
     from research.sim.run import simulate as run_simulation
 
-    if to_chain:
-        typer.echo(
-            "--to-chain needs the local-chain contracts, which are not part of this build yet", err=True
-        )
-        raise typer.Exit(2)
     settings = get_settings()
     default_prices = settings.shared_data_dir / "prices"
     chosen = prices or (str(default_prices) if default_prices.exists() else "synthetic")
@@ -132,16 +129,21 @@ def simulate(
         from data.snapshots import write_duckdb
 
         write_duckdb(duckdb_path, {"trade_events": sim.events, "truth": sim.truth})
-    typer.echo(
-        json.dumps(
-            {
-                "traders": traders,
-                "events": sim.events.height,
-                "seconds": round(sim.seconds, 2),
-                "prices": sorted({p.source for p in sim.paths.values()}),
-            }
-        )
-    )
+    summary: dict[str, object] = {
+        "traders": traders,
+        "events": sim.events.height,
+        "seconds": round(sim.seconds, 2),
+        "prices": sorted({p.source for p in sim.paths.values()}),
+    }
+    if to_chain:
+        from data.sources.chain.replay import replay_to_node
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task("replaying onto the chain", total=sim.events.height)
+            summary["chain"] = replay_to_node(
+                to_chain, sim.events, lambda done, total: bar.update(task, completed=done)
+            )
+    typer.echo(json.dumps(summary))
 
 
 def register(app: typer.Typer) -> None:

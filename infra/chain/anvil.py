@@ -67,8 +67,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def run_anvil(*, block_time: float | None = None, chain_id: int = 31337) -> Iterator[Anvil]:
-    """A fresh node; with `block_time` None it mines one block per transaction."""
+def run_anvil(
+    *, block_time: float | None = None, chain_id: int = 31337, genesis_timestamp: int | None = None
+) -> Iterator[Anvil]:
+    """A fresh node; with `block_time` None it mines one block per transaction. `genesis_timestamp`
+    starts its clock in the past, e.g. to replay simulated history."""
     port = _free_port()
     args = [
         anvil_binary(),
@@ -82,6 +85,8 @@ def run_anvil(*, block_time: float | None = None, chain_id: int = 31337) -> Iter
     ]
     if block_time is not None:
         args += ["--block-time", str(block_time)]
+    if genesis_timestamp is not None:
+        args += ["--timestamp", str(genesis_timestamp)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     node = Anvil(port, proc)
     try:

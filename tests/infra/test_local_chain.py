@@ -120,3 +120,31 @@ def test_delegate_trades_for_the_follower_and_strangers_cannot(chain: LocalAvant
 
     with pytest.raises(ContractLogicError, match="not delegate"):
         chain.transact(fn.delegatedAction(trader, calldata), STRANGER)
+
+
+def test_simulated_activity_replays_onto_the_chain_and_decodes_back() -> None:
+    import polars as pl
+
+    from data.sources.chain.replay import Replayer
+    from research.sim.run import simulate
+
+    sim = simulate(6, 3, 4, prices="synthetic", workers=1)
+    events = sim.events
+    with run_anvil(genesis_timestamp=int(events["ts"].min()) - 86_400) as node:
+        local = deploy(node.http_url, KEEPER)
+        sent = Replayer(local).replay(events)
+        assert sent >= events.height
+        chain_events = events_of(local)
+    # The same positions, opened and closed the same way, at the same prices and times.
+    sim_opens = events.filter(pl.col("kind") == "open").sort("ts", "event_id")
+    chain_opens = sorted(
+        (e for e in chain_events if e.kind is EventKind.OPEN), key=lambda e: (e.ts, e.event_id)
+    )
+    assert [(e.trader, e.pair_index, e.trade_index) for e in chain_opens] == list(
+        zip(sim_opens["trader"], sim_opens["pair_index"], sim_opens["trade_index"], strict=True)
+    )
+    assert [e.collateral_usdc for e in chain_opens] == sim_opens["collateral_usdc"].to_list()
+    sim_kinds = sorted(events["kind"].to_list())
+    chain_kinds = sorted(e.kind.value for e in chain_events if e.kind is not EventKind.TP_SL_UPDATE)
+    assert chain_kinds == sim_kinds
+    assert reconcile_events(chain_events, builtin_catalogue()).mismatches == []
