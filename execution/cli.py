@@ -28,11 +28,13 @@ def stats(
     as_of: int | None = typer.Option(None, help="epoch seconds (default: now)"),
 ) -> None:
     """Leaderboard candidates with their stats and skill-versus-luck figures (recomputed from trade_events)."""
-    from execution.tracker import full_recompute
+    from execution.tracker import STATS_COLUMNS, full_recompute
     from infra.runtime import open_services
     from research.stats import closes_frame, leaderboard
 
     settings = get_settings()
+    # Per candidate: the stored stats less bookkeeping, plus the bootstrap p-value.
+    candidate_columns = [c for c in STATS_COLUMNS if c not in ("window_days", "as_of")] + ["bootstrap_p"]
 
     async def run() -> dict[str, object]:
         when = int(time.time()) if as_of is None else as_of
@@ -63,30 +65,7 @@ def stats(
             "dsr_trials": int(frame["dsr_trials"][0]) if frame.height else 0,
             "candidates": [
                 {k: (str(v) if k.endswith("_usdc") else v) for k, v in row.items()}
-                for row in top.select(
-                    "trader",
-                    "trades",
-                    "volume_usdc",
-                    "net_pnl_usdc",
-                    "win_rate",
-                    "return_on_collateral",
-                    "max_drawdown_usdc",
-                    "sharpe",
-                    "sortino",
-                    "profitable_days_share",
-                    "profitable_weeks_share",
-                    "avg_hold_seconds",
-                    "avg_leverage",
-                    "max_leverage",
-                    "pairs_traded",
-                    "long_share",
-                    "last_activity",
-                    "psr",
-                    "dsr",
-                    "min_trl_days",
-                    "bootstrap_p",
-                    "eligible",
-                ).iter_rows(named=True)
+                for row in top.select(*candidate_columns).iter_rows(named=True)
             ],
         }
 

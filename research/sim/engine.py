@@ -15,7 +15,7 @@ import numpy as np
 
 from data.events import Side
 from data.pairs import Pair
-from research.pnl import E10, close_outcome, liquidation_price_e10, open_fee
+from research.pnl import E10, CloseOutcome, close_outcome, liquidation_price_e10, open_fee
 from research.sim.population import TraderTruth
 from research.sim.prices import BAR_SECONDS, PricePath
 
@@ -191,30 +191,23 @@ def simulate_trader(
             )
             if not out.liquidated and part_ts > ts:
                 rows.append(
-                    (
+                    _close_row(
                         f"{eid}:partial",
-                        venue,
-                        src,
-                        t.trader,
+                        t,
                         pair.index,
                         symbol,
                         "partial_close",
                         index,
                         ts,
                         part_ts,
-                        side.value,
+                        side,
                         collateral,
                         lev,
                         int(path.close[mid_bar]),
                         part,
-                        0,
-                        out.closing_fee_usdc,
-                        out.rollover_usdc,
-                        out.loss_protection_usdc,
-                        out.usdc_sent,
-                        out.gross_usdc,
-                        tp_e10 or None,
-                        sl_e10 or None,
+                        out,
+                        tp_e10,
+                        sl_e10,
                     )
                 )
                 heapq.heappush(settlements, (part_ts, out.usdc_sent))
@@ -233,36 +226,75 @@ def simulate_trader(
         if out.liquidated:
             kind = "liquidation"
         rows.append(
-            (
+            _close_row(
                 f"{eid}:{kind}",
-                venue,
-                src,
-                t.trader,
+                t,
                 pair.index,
                 symbol,
                 kind,
                 index,
                 ts,
                 close_ts,
-                side.value,
+                side,
                 remaining,
                 lev,
                 close_price,
                 remaining,
-                0,
-                out.closing_fee_usdc,
-                out.rollover_usdc,
-                out.loss_protection_usdc,
-                out.usdc_sent,
-                out.gross_usdc,
-                tp_e10 or None,
-                sl_e10 or None,
+                out,
+                tp_e10,
+                sl_e10,
             )
         )
         heapq.heappush(settlements, (close_ts, out.usdc_sent))
         held.append((close_ts, index))
     final = balance + sum(amount for _, amount in settlements)
     return TraderResult(rows, trades, quit_ts, final)
+
+
+def _close_row(
+    event_id: str,
+    t: TraderTruth,
+    pair_index: int,
+    symbol: str,
+    kind: str,
+    index: int,
+    open_ts: int,
+    ts: int,
+    side: Side,
+    collateral: int,
+    lev: int,
+    price: int,
+    closed: int,
+    out: CloseOutcome,
+    tp_e10: int,
+    sl_e10: int,
+) -> Row:
+    """A close event row (EVENT_COLUMNS order): `collateral` is the position's before the close."""
+    return (
+        event_id,
+        "avantis",
+        "simulator",
+        t.trader,
+        pair_index,
+        symbol,
+        kind,
+        index,
+        open_ts,
+        ts,
+        side.value,
+        collateral,
+        lev,
+        price,
+        closed,
+        0,
+        out.closing_fee_usdc,
+        out.rollover_usdc,
+        out.loss_protection_usdc,
+        out.usdc_sent,
+        out.gross_usdc,
+        tp_e10 or None,
+        sl_e10 or None,
+    )
 
 
 def _choose_side(
