@@ -24,33 +24,40 @@ from scipy import stats as st
 EULER_GAMMA = 0.5772156649015329
 
 
-def sharpe(returns: np.ndarray) -> float:
-    sd = float(np.std(returns, ddof=1)) if len(returns) > 1 else 0.0
-    return float(np.mean(returns)) / sd if sd > 0 else 0.0
+FloatOrArray = float | np.ndarray
 
 
-def _sr_std(sr: float, skew: float, kurtosis: float) -> float:
-    return math.sqrt(max(1e-12, 1 - skew * sr + (kurtosis - 1) / 4 * sr * sr))
+def _sr_std(sr: FloatOrArray, skew: FloatOrArray, kurtosis: FloatOrArray) -> FloatOrArray:
+    return np.sqrt(np.maximum(1e-12, 1 - skew * sr + (kurtosis - 1) / 4 * sr * sr))
 
 
 def probabilistic_sharpe_ratio(
-    sr: float, n_obs: int, skew: float = 0.0, kurtosis: float = 3.0, sr_benchmark: float = 0.0
-) -> float:
-    """P(true SR > sr_benchmark); `kurtosis` is the raw (non-excess) kurtosis, 3 for a normal."""
+    sr: FloatOrArray,
+    n_obs: int,
+    skew: FloatOrArray = 0.0,
+    kurtosis: FloatOrArray = 3.0,
+    sr_benchmark: float = 0.0,
+) -> FloatOrArray:
+    """P(true SR > sr_benchmark); `kurtosis` is the raw (non-excess) kurtosis, 3 for a normal.
+    Takes one trader's figures or arrays of many (the leaderboard computes all at once)."""
     if n_obs < 2:
-        return float("nan")
+        return np.full_like(np.asarray(sr, dtype=float), np.nan)[()]
     z = (sr - sr_benchmark) * math.sqrt(n_obs - 1) / _sr_std(sr, skew, kurtosis)
-    return float(st.norm.cdf(z))
+    return st.norm.cdf(z)[()]
 
 
 def min_track_record_length(
-    sr: float, skew: float = 0.0, kurtosis: float = 3.0, sr_benchmark: float = 0.0, confidence: float = 0.95
-) -> float:
+    sr: FloatOrArray,
+    skew: FloatOrArray = 0.0,
+    kurtosis: FloatOrArray = 3.0,
+    sr_benchmark: float = 0.0,
+    confidence: float = 0.95,
+) -> FloatOrArray:
     """Observations needed for PSR ≥ confidence; infinite when SR does not beat the benchmark."""
-    if sr <= sr_benchmark:
-        return math.inf
+    excess = np.asarray(sr, dtype=float) - sr_benchmark
     z = st.norm.ppf(confidence)
-    return 1 + _sr_std(sr, skew, kurtosis) ** 2 * (z / (sr - sr_benchmark)) ** 2
+    safe = np.where(excess > 0, excess, 1.0)
+    return np.where(excess > 0, 1 + _sr_std(sr, skew, kurtosis) ** 2 * (z / safe) ** 2, np.inf)[()]
 
 
 def expected_max_sharpe(n_trials: int, sr_variance: float) -> float:

@@ -158,13 +158,9 @@ def _add_skill(out: pl.DataFrame, *, n_obs: int, min_trades: int) -> pl.DataFram
     # should raise the bar for everyone else.
     sr_var = robust_variance(sr[screened]) if n_trials > 1 else 0.0
     sr0 = skill.expected_max_sharpe(n_trials, sr_var)
-    denom = np.sqrt(np.maximum(1e-12, 1 - g3 * sr + (g4 - 1) / 4 * sr**2))
-    from scipy.stats import norm
-
-    psr = norm.cdf(sr * math.sqrt(n_obs - 1) / denom)
-    dsr = norm.cdf((sr - sr0) * math.sqrt(n_obs - 1) / denom)
-    with np.errstate(divide="ignore"):
-        min_trl = np.where(sr > 0, 1 + denom**2 * (norm.ppf(0.95) / np.where(sr > 0, sr, 1)) ** 2, np.inf)
+    psr = skill.probabilistic_sharpe_ratio(sr, n_obs, g3, g4)
+    dsr = skill.probabilistic_sharpe_ratio(sr, n_obs, g3, g4, sr_benchmark=sr0)
+    min_trl = skill.min_track_record_length(sr, g3, g4)
     return out.with_columns(
         psr=pl.Series(psr),
         dsr=pl.Series(dsr),
