@@ -33,10 +33,6 @@ def usdc_to_micro(amount: Decimal | int | str, *, exact: bool = True) -> int:
     return int(quantized.scaleb(USDC_DECIMALS))
 
 
-def micro_to_usdc(micro: int) -> Decimal:
-    return Decimal(micro).scaleb(-USDC_DECIMALS)
-
-
 def to_e10(value: Decimal | int | str, *, exact: bool = True) -> int:
     """A price or leverage → its 1e10 integer, as the contracts store it (they truncate)."""
     d = Decimal(value)
@@ -56,10 +52,3 @@ def tdiv(a: int, b: int) -> int:
     """Integer division toward zero (Solidity semantics), not Python's floor."""
     q = abs(a) // abs(b)
     return q if (a >= 0) == (b > 0) else -q
-
-
-def format_usdc(micro: int) -> str:
-    """`1234567891` → `'1,234.567891 USDC'`: the one way money is shown to people."""
-    sign = "-" if micro < 0 else ""
-    whole, frac = divmod(abs(micro), MICRO)
-    return f"{sign}{whole:,}.{frac:06d} USDC"

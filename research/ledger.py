@@ -97,9 +97,6 @@ class PositionLedger:
         self.seen_events.add(ev.event_id)
         return result
 
-    def open_positions(self) -> list[Position]:
-        return [p for p in self.positions.values() if p.is_open]
-
     # -- handlers -------------------------------------------------------------------------------
 
     def _open(self, ev: TradeEvent) -> None:

@@ -47,11 +47,6 @@ class CloseOutcome:
     usdc_sent: int
     liquidated: bool
 
-    @property
-    def net_usdc(self) -> int:
-        """What the close returned relative to the collateral it closed (before the opening fee)."""
-        return self.usdc_sent
-
 
 def close_outcome(
     collateral_closed: int,

@@ -107,9 +107,6 @@ class Registry:
     def topics(self) -> list[str]:
         return ["0x" + k.hex() for k in self._plans]
 
-    def knows(self, topic0: bytes) -> bool:
-        return topic0 in self._plans
-
     def decode(self, topics: list[bytes], data: bytes) -> DecodedLog:
         if not topics:
             raise DecodeError("anonymous log (no topic0)")

@@ -31,13 +31,6 @@ class PricePath:
     def bars(self) -> int:
         return len(self.close)
 
-    def bar_at(self, ts: int) -> int:
-        return min(self.bars - 1, max(0, (ts - self.start_ts) // BAR_SECONDS))
-
-    def log_returns(self) -> np.ndarray:
-        c = self.close.astype(np.float64)
-        return np.diff(np.log(c), prepend=np.log(c[0]))
-
 
 def _to_e10(values: np.ndarray) -> np.ndarray:
     # Candles come as floats; round to the 1e-10 grid once, here, and stay integer afterwards.
