@@ -17,7 +17,7 @@ def history(
 ) -> None:
     """Closed trades (and the opens they imply), idempotently; new events are published to the stream."""
     from data.sources.veranta_history.ingest import ingest_files
-    from infra.bus import StreamBus
+    from data.store import publish_events
     from infra.runtime import open_services
     from infra.settings import get_settings
 
@@ -26,8 +26,7 @@ def history(
             async with services.pool.acquire() as conn:
                 report = await ingest_files(conn, paths)
             assert services.redis is not None
-            bus = StreamBus(services.redis)
-            await bus.publish_many([ev.to_record() for ev in report.new_events])
+            await publish_events(services.redis, report.new_events)
         for item in report.rejections:
             typer.echo(json.dumps(item), err=True)
         return report.summary()
@@ -46,8 +45,7 @@ def events(
     import polars as pl
 
     from data.event_frames import events_from_frame
-    from data.store import insert_events
-    from infra.bus import StreamBus
+    from data.store import insert_events, publish_events
     from infra.runtime import open_services
     from infra.settings import get_settings
 
@@ -58,9 +56,7 @@ def events(
             async with services.pool.acquire() as conn:
                 new = await insert_events(conn, batch)
             if publish and services.redis is not None:
-                bus = StreamBus(services.redis)
-                for start in range(0, len(new), 5000):
-                    await bus.publish_many([ev.to_record() for ev in new[start : start + 5000]])
+                await publish_events(services.redis, new)
         return {"events": len(batch), "inserted": len(new), "duplicates": len(batch) - len(new)}
 
     typer.echo(json.dumps(asyncio.run(run())))

@@ -7,8 +7,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import asyncpg
+import redis.asyncio as aioredis
 
 from data.events import TradeEvent
+from infra.bus import StreamBus
 
 _COLUMNS = (
     "event_id",
@@ -112,3 +114,10 @@ async def load_events(conn: asyncpg.Connection, *, trader: str | None = None) ->
         args.append(trader.lower())
     query += " ORDER BY ts, (kind <> 'open'), event_id"
     return [TradeEvent.from_record(json.loads(r["raw"])) for r in await conn.fetch(query, *args)]
+
+
+async def publish_events(redis: aioredis.Redis, events: list[TradeEvent], *, batch: int = 5000) -> None:
+    """Announce newly stored events on the stream, in pipelined batches (the one publishing path)."""
+    bus = StreamBus(redis)
+    for start in range(0, len(events), batch):
+        await bus.publish_many([ev.to_record() for ev in events[start : start + batch]])

@@ -11,9 +11,8 @@ from rich.console import Console
 from data.event_frames import events_from_frame
 from data.pairs import load_catalogue
 from data.sources.veranta_history.ingest import ingest_files
-from data.store import insert_events
+from data.store import insert_events, publish_events
 from execution.tracker import full_recompute
-from infra.bus import StreamBus
 from infra.runtime import Services
 from research.plots import skill_vs_luck_chart
 from research.sim.run import simulate
@@ -32,7 +31,7 @@ async def real_history(services: Services) -> dict[str, object]:
     async with services.pool.acquire() as conn:
         report = await ingest_files(conn, paths)
     if services.redis is not None:
-        await StreamBus(services.redis).publish_many([ev.to_record() for ev in report.new_events])
+        await publish_events(services.redis, report.new_events)
     return report.summary()
 
 
