@@ -10,6 +10,7 @@ from typing import Any
 from eth_account import Account
 from web3 import Web3
 from web3.contract import Contract
+from web3.logs import DISCARD
 
 BUILD = Path(__file__).parent / "build"
 
@@ -42,6 +43,12 @@ class LocalAvantis:
         if receipt["status"] != 1:
             raise RuntimeError(f"transaction reverted: {tx_hash.hex()}")
         return dict(receipt)
+
+    def order_id(self, receipt: dict[str, Any]) -> int:
+        """The order id `openTrade`/`closeTradeMarket` announced in this receipt (other logs, such
+        as USDC transfers, are skipped)."""
+        logs = self.trading.events.MarketOrderInitiated().process_receipt(receipt, errors=DISCARD)
+        return int(logs[0]["args"]["orderId"])
 
 
 def deploy(rpc_url: str, deployer_key: str) -> LocalAvantis:

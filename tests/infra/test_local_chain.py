@@ -36,14 +36,6 @@ def trade_tuple(trader: str, pair: int, collateral: int, buy: bool, lev: int) ->
     return (trader, pair, 0, collateral, 0, 0, buy, lev * E10, 0, 0, 0)
 
 
-def order_id(local: LocalAvantis, receipt: dict) -> int:
-    from web3.logs import DISCARD
-
-    return local.trading.events.MarketOrderInitiated().process_receipt(receipt, errors=DISCARD)[0]["args"][
-        "orderId"
-    ]
-
-
 def events_of(local: LocalAvantis) -> list:
     registry, mapper = Registry(), ChainMapper()
     out = []
@@ -70,19 +62,19 @@ def test_trades_on_the_mock_decode_and_reconcile(chain: LocalAvantis) -> None:
     # Open two longs on BTC (index 0 and 1), then a short on ETH.
     for pair, buy, price in ((1, True, 60_000), (1, True, 61_000), (0, False, 3_000)):
         r = chain.transact(fn.openTrade(trade_tuple(trader, pair, 1_000 * 10**6, buy, 10), 0, 10**10), TRADER)
-        chain.transact(fn.executeMarketOrder(order_id(chain, r), price * E10), KEEPER)
+        chain.transact(fn.executeMarketOrder(chain.order_id(r), price * E10), KEEPER)
     # Partial close of BTC #0 at a profit, full close of it, TP on BTC #1, liquidation of the ETH short.
     r = chain.transact(fn.closeTradeMarket(1, 0, 400 * 10**6), TRADER)
-    chain.transact(fn.executeMarketOrder(order_id(chain, r), 60_600 * E10), KEEPER)
+    chain.transact(fn.executeMarketOrder(chain.order_id(r), 60_600 * E10), KEEPER)
     remaining = chain.trading.functions.openTrades(trader, 1, 0).call()[3]
     r = chain.transact(fn.closeTradeMarket(1, 0, remaining), TRADER)
-    chain.transact(fn.executeMarketOrder(order_id(chain, r), 59_500 * E10), KEEPER)
+    chain.transact(fn.executeMarketOrder(chain.order_id(r), 59_500 * E10), KEEPER)
     chain.transact(fn.executeLimit(trader, 1, 1, 0, 62_000 * E10), KEEPER)
     chain.transact(fn.executeLimit(trader, 0, 0, 2, 3_300 * E10), KEEPER)
     # The index is free again: a minute later a new BTC long reuses index 0 with a new open timestamp.
     chain.w3.provider.make_request("evm_increaseTime", [60])
     r = chain.transact(fn.openTrade(trade_tuple(trader, 1, 500 * 10**6, True, 5), 0, 10**10), TRADER)
-    chain.transact(fn.executeMarketOrder(order_id(chain, r), 60_000 * E10), KEEPER)
+    chain.transact(fn.executeMarketOrder(chain.order_id(r), 60_000 * E10), KEEPER)
     chain.transact(fn.updateTp(1, 0, 70_000 * E10), TRADER)
 
     events = events_of(chain)
@@ -114,7 +106,7 @@ def test_delegate_trades_for_the_follower_and_strangers_cannot(chain: LocalAvant
         trade_tuple(trader, 2, 200 * 10**6, True, 3), 0, 10**10
     )._encode_transaction_data()
     r = chain.transact(fn.delegatedAction(trader, calldata), DELEGATE)
-    chain.transact(fn.executeMarketOrder(order_id(chain, r), 150 * E10), KEEPER)
+    chain.transact(fn.executeMarketOrder(chain.order_id(r), 150 * E10), KEEPER)
     assert chain.trading.functions.openTrades(trader, 2, 0).call()[7] == 3 * E10
     from web3.exceptions import ContractLogicError
 

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 import polars as pl
-from web3.logs import DISCARD
 
 from infra.chain.contracts import LocalAvantis
 
@@ -97,10 +96,7 @@ class Replayer:
                 )
                 self._at(ts)
                 receipt = self._send(fn.openTrade(trade, 0, 10**10), trader)
-                order = self.chain.trading.events.MarketOrderInitiated().process_receipt(
-                    receipt, errors=DISCARD
-                )
-                self._keeper(fn.executeMarketOrder(order[0]["args"]["orderId"], ev["price_e10"]), ts)
+                self._keeper(fn.executeMarketOrder(self.chain.order_id(receipt), ev["price_e10"]), ts)
                 sent += 4
             elif kind in LIMIT_TYPES:
                 self._keeper(fn.executeLimit(trader, pair, index, LIMIT_TYPES[kind], ev["price_e10"]), ts)
@@ -111,10 +107,7 @@ class Replayer:
                     amount = fn.openTrades(trader, pair, index).call()[3]
                 self._at(ts)
                 receipt = self._send(fn.closeTradeMarket(pair, index, amount), trader)
-                order = self.chain.trading.events.MarketOrderInitiated().process_receipt(
-                    receipt, errors=DISCARD
-                )
-                self._keeper(fn.executeMarketOrder(order[0]["args"]["orderId"], ev["price_e10"]), ts)
+                self._keeper(fn.executeMarketOrder(self.chain.order_id(receipt), ev["price_e10"]), ts)
                 sent += 2
             if progress:
                 progress(n + 1, events.height)
