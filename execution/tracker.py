@@ -251,6 +251,5 @@ async def full_recompute(
 ) -> Tracker:
     tracker = Tracker(pool, window_days=window_days, eligibility=eligibility)
     await tracker.load_history()
-    tracker._dirty_positions = set(tracker.ledger.positions)
     await tracker.flush(as_of)
     return tracker
