@@ -6,11 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
 from infra.settings import SettingsError, get_settings
+
+if TYPE_CHECKING:
+    import asyncpg
+
+T = TypeVar("T")
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Vanta: copy trading for Avantis perpetuals."
@@ -24,37 +31,33 @@ def emit_json(payload: object) -> None:
     typer.echo(json.dumps(payload, default=str))
 
 
+async def _on_one_connection(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run `work` on one connection to the configured (or embedded) PostgreSQL, then close it."""
+    from infra import db, embedded
+
+    pool = await db.create_pool(embedded.database_url(get_settings()), max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            return await work(conn)
+    finally:
+        await pool.close()
+
+
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Apply the numbered SQL migrations not yet applied (idempotent)."""
-    from infra import db, embedded
+    from infra import db
 
-    async def run() -> list[int]:
-        pool = await db.create_pool(embedded.database_url(get_settings()), max_size=1)
-        try:
-            async with pool.acquire() as conn:
-                return await db.migrate(conn)
-        finally:
-            await pool.close()
-
-    applied = asyncio.run(run())
+    applied = asyncio.run(_on_one_connection(db.migrate))
     emit_json({"applied_now": applied})
 
 
 @db_app.command("status")
 def db_status(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Migrations applied, tables and views."""
-    from infra import db, embedded
+    from infra import db
 
-    async def run() -> dict[str, object]:
-        pool = await db.create_pool(embedded.database_url(get_settings()), max_size=1)
-        try:
-            async with pool.acquire() as conn:
-                return await db.status(conn)
-        finally:
-            await pool.close()
-
-    result = asyncio.run(run())
+    result = asyncio.run(_on_one_connection(db.status))
     if as_json:
         emit_json(result)
     else:
