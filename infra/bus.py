@@ -35,12 +35,7 @@ class StreamBus:
         self.maxlen = maxlen
 
     async def publish(self, payload: dict[str, Any]) -> str:
-        return await self.redis.xadd(
-            self.stream,
-            {"data": json.dumps(payload, separators=(",", ":"))},
-            maxlen=self.maxlen,
-            approximate=True,
-        )
+        return (await self.publish_many([payload]))[0]
 
     async def publish_many(self, payloads: list[dict[str, Any]]) -> list[str]:
         """One round trip for a batch (a pipeline, not a transaction: each message stands alone)."""
