@@ -62,6 +62,98 @@ def events(
     typer.echo(json.dumps(asyncio.run(run())))
 
 
+index_app = typer.Typer(no_args_is_help=True, help="Index Avantis logs from a node into trade_events.")
+
+
+def _indexer_parts(rpc_url: str | None, confirmations: int | None):
+    from data.protocol.addresses import WATCHED
+    from data.sources.chain.indexer import IndexerConfig
+    from data.sources.chain.rpc import ChainRpc
+    from infra.settings import get_settings
+
+    settings = get_settings()
+    addresses = tuple(a.strip().lower() for a in settings.avantis_addresses.split(",") if a.strip())
+    config = IndexerConfig(
+        chain_id=settings.chain_id,
+        addresses=addresses or tuple(a.lower() for a in WATCHED),
+        confirmation_depth=settings.confirmation_depth if confirmations is None else confirmations,
+        initial_range=settings.event_backfill_blocks,
+        poll_interval_s=settings.event_monitoring_interval,
+    )
+    return settings, ChainRpc(rpc_url or settings.base_rpc_url), config
+
+
+@index_app.command("backfill")
+def index_backfill(
+    from_block: int = typer.Option(..., "--from-block", min=0),
+    to_block: int = typer.Option(None, "--to-block", help="default: the confirmed head"),
+    rpc_url: str = typer.Option(None, help="default: BASE_RPC_URL"),
+    confirmations: int = typer.Option(None, help="default: CONFIRMATION_DEPTH"),
+) -> None:
+    """Index a block range (resumes after the checkpoint when run again); prints the totals."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from data.sources.chain.indexer import Indexer
+    from infra.runtime import open_services
+
+    settings, rpc, config = _indexer_parts(rpc_url, confirmations)
+
+    async def run() -> dict[str, int]:
+        async with open_services(settings) as services:
+            try:
+                async with Indexer(rpc, services.pool, services.redis, config) as indexer:
+                    last = to_block if to_block is not None else await indexer.safe_head()
+                    columns = (
+                        TextColumn("blocks"),
+                        BarColumn(),
+                        MofNCompleteColumn(),
+                        TextColumn("{task.fields[logs]} logs"),
+                        TimeRemainingColumn(),
+                    )
+                    with Progress(*columns, transient=True) as bar:
+                        task = bar.add_task("backfill", total=max(last - from_block + 1, 0), logs=0)
+
+                        def show(done: int, total: int, logs: int) -> None:
+                            bar.update(task, completed=done, total=total, logs=logs)
+
+                        totals = await indexer.backfill(from_block, last, show)
+                    return {"from_block": from_block, "to_block": last, **totals.as_dict()}
+            finally:
+                await rpc.close()
+
+    typer.echo(json.dumps(asyncio.run(run())))
+
+
+@index_app.command("tail")
+def index_tail(
+    rpc_url: str = typer.Option(None, help="default: BASE_RPC_URL"),
+    ws_url: str = typer.Option(None, help="default: BASE_WS_URL; 'none' polls only"),
+    confirmations: int = typer.Option(None, help="default: CONFIRMATION_DEPTH"),
+) -> None:
+    """Follow new blocks until interrupted (SIGINT/SIGTERM), resuming from the checkpoint."""
+    import signal
+
+    from data.sources.chain.indexer import Indexer
+    from infra.runtime import open_services
+
+    settings, rpc, config = _indexer_parts(rpc_url, confirmations)
+    ws = settings.base_ws_url if ws_url is None else (None if ws_url == "none" else ws_url)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with open_services(settings) as services:
+            try:
+                async with Indexer(rpc, services.pool, services.redis, config) as indexer:
+                    await indexer.tail(ws, stop)
+            finally:
+                await rpc.close()
+
+    asyncio.run(run())
+
+
 def snapshot(
     out: Path = typer.Option(..., help="DuckDB file to write, e.g. data/snapshots/NAME.duckdb"),
 ) -> None:
@@ -80,4 +172,5 @@ def snapshot(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(ingest_app, name="ingest")
+    app.add_typer(index_app, name="index")
     app.command("snapshot")(snapshot)

@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 SHARED_DATA_DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
 class SettingsError(RuntimeError):
     """Raised when the environment holds a value the program cannot run with."""
 
@@ -44,6 +47,8 @@ class Settings(BaseSettings):
     event_backfill_blocks: int = Field(1000, gt=0)
     event_monitoring_interval: float = Field(5, gt=0)
     confirmation_depth: int = Field(3, ge=0)
+    # Contracts whose logs the indexer reads, comma-separated; empty means Avantis on Base mainnet.
+    avantis_addresses: str = ""
 
     # Pyth feed ids by pair symbol, e.g. {"BTC/USD": "0xe62d..."}.
     pyth_price_feed_ids_json: str = "{}"
@@ -71,6 +76,14 @@ class Settings(BaseSettings):
             raise ValueError(f"not valid JSON: {exc.msg}") from exc
         if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
             raise ValueError('must be a JSON object of symbol to feed id, e.g. {"BTC/USD": "0x..."}')
+        return value
+
+    @field_validator("avantis_addresses")
+    @classmethod
+    def _addresses_are_hex(cls, value: str) -> str:
+        for item in filter(None, (v.strip() for v in value.split(","))):
+            if not (item.startswith("0x") and len(item) == 42 and all(c in _HEX for c in item[2:])):
+                raise ValueError(f"not a 0x-prefixed 20-byte address: {item!r}")
         return value
 
     @field_validator("log_level")

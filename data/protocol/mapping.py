@@ -3,7 +3,10 @@
 Joins that a single log cannot answer are kept here as small state:
 - PairInfos' `FeesCharged` precedes the close it belongs to in the same transaction; its closing
   fee, rollover (`r`) and loss protection are attached to that close.
-- `MarketOrderInitiated` is remembered by order id, so the open it leads to carries the order time.
+- `MarketOrderInitiated` only announces an order; the open or close it leads to carries the same
+  order id (stored with the event), so the two join in SQL. A market open that is canceled never
+  became a position: its cancel is keyed by trader, pair, index -1 and open time 0, with the order
+  id, so it maps the same whatever the mapper saw before (restarts, reorgs).
 - `TpUpdated`/`SlUpdated`/`MarginUpdated` name a position by (trader, pair, index) only; the index is
   reused after a close, so the open timestamp comes from the positions this mapper has seen open
   (seeded from the database on restart).
@@ -39,7 +42,6 @@ class LogContext:
 @dataclass
 class ChainMapper:
     venue: str = "avantis"
-    orders: dict[int, dict[str, Any]] = field(default_factory=dict)
     fees_by_tx: dict[str, dict[str, Any]] = field(default_factory=dict)
     open_ts: dict[tuple[str, int, int], int] = field(default_factory=dict)
 
@@ -47,7 +49,6 @@ class ChainMapper:
         f = log.fields
         name = log.name
         if name == "MarketOrderInitiated":
-            self.orders[f["orderId"]] = {"trader": f["trader"], "ts": f["timestamp"], "open": f["open"]}
             return None
         if name == "FeesCharged":
             self.fees_by_tx[ctx.tx_hash] = f
@@ -88,15 +89,8 @@ class ChainMapper:
                 **({"tp": value} if name == "TpUpdated" else {"sl": value}),
             )
         if name == "MarketOpenCanceled":
-            order = self.orders.pop(f["orderId"], {})
             return self._event(
-                ctx,
-                EventKind.CANCEL,
-                f["trader"],
-                f["pairIndex"],
-                -1,
-                order.get("ts", 0),
-                order_id=f["orderId"],
+                ctx, EventKind.CANCEL, f["trader"], f["pairIndex"], -1, 0, order_id=f["orderId"]
             )
         if name == "OpenLimitCanceled":
             return self._event(ctx, EventKind.CANCEL, f["trader"], f["pairIndex"], f["index"], f["timestamp"])
@@ -126,7 +120,6 @@ class ChainMapper:
     def _open(
         self, t: dict[str, Any], collateral: int, price: int, ctx: LogContext, order_id: int
     ) -> TradeEvent:
-        self.orders.pop(order_id, None)
         key = (t["trader"], t["pairIndex"], t["index"])
         self.open_ts[key] = t["timestamp"]
         return self._event(

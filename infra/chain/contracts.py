@@ -44,6 +44,29 @@ class LocalAvantis:
             raise RuntimeError(f"transaction reverted: {tx_hash.hex()}")
         return dict(receipt)
 
+    def rpc(self, method: str, params: list[Any]) -> Any:
+        reply = self.w3.provider.make_request(method, params)  # type: ignore[arg-type]
+        if "error" in reply:
+            raise RuntimeError(f"{method}: {reply['error']}")
+        return reply.get("result")
+
+    def impersonate(self, address: str) -> str:
+        """Let anvil send as `address` (no key needed) and give it gas money; returns it checksummed."""
+        addr = self.w3.to_checksum_address(address)
+        self.rpc("anvil_impersonateAccount", [addr])
+        self.rpc("anvil_setBalance", [addr, hex(10**20)])
+        return addr
+
+    def send_as(self, fn: Any, sender: str) -> dict[str, Any]:
+        """Send from an impersonated or unlocked account and wait for the receipt. A fixed gas
+        limit skips anvil's gas estimation (a binary search of EVM runs, most of a send's time);
+        a revert still shows as a failed receipt."""
+        tx_hash = fn.transact({"from": sender, "gas": 1_500_000})
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
+        if receipt["status"] != 1:
+            raise RuntimeError(f"transaction reverted: {tx_hash.hex()}")
+        return dict(receipt)
+
     def order_id(self, receipt: dict[str, Any]) -> int:
         """The order id `openTrade`/`closeTradeMarket` announced in this receipt (other logs, such
         as USDC transfers, are skipped)."""

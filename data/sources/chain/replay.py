@@ -28,35 +28,21 @@ class Replayer:
         self.known: set[str] = set()
         self.last_ts = 0
 
-    def _rpc(self, method: str, params: list[Any]) -> Any:
-        reply = self.w3.provider.make_request(method, params)  # type: ignore[arg-type]
-        if "error" in reply:
-            raise RuntimeError(f"{method}: {reply['error']}")
-        return reply.get("result")
-
     def _at(self, ts: int) -> None:
         # Blocks need strictly increasing timestamps; events in the same second share none.
         self.last_ts = max(ts, self.last_ts + 1)
-        self._rpc("evm_setNextBlockTimestamp", [self.last_ts])
+        self.chain.rpc("evm_setNextBlockTimestamp", [self.last_ts])
 
     def _as(self, trader: str) -> str:
         addr = self.w3.to_checksum_address(trader)
         if addr not in self.known:
-            self._rpc("anvil_impersonateAccount", [addr])
-            self._rpc("anvil_setBalance", [addr, hex(10**20)])
+            self.chain.impersonate(addr)
             self.known.add(addr)
         return addr
 
-    def _send(self, fn: Any, sender: str) -> dict[str, Any]:
-        tx_hash = fn.transact({"from": sender})
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
-        if receipt["status"] != 1:
-            raise RuntimeError(f"replayed transaction reverted: {tx_hash.hex()}")
-        return dict(receipt)
-
     def _keeper(self, fn: Any, ts: int) -> dict[str, Any]:
         self._at(ts)
-        return self._send(fn, self.chain.keeper)
+        return self.chain.send_as(fn, self.chain.keeper)
 
     def replay(self, events: pl.DataFrame, progress: Callable[[int, int], None] | None = None) -> int:
         """Send every event in time order; returns the number of transactions sent."""
@@ -80,7 +66,7 @@ class Replayer:
                 deposit = ev["collateral_usdc"] + ev["open_fee_usdc"]
                 self._keeper(usdc.mint(trader, deposit), ts)
                 self._at(ts)
-                self._send(usdc.approve(self.chain.trading.address, deposit), trader)
+                self.chain.send_as(usdc.approve(self.chain.trading.address, deposit), trader)
                 trade = (
                     trader,
                     pair,
@@ -95,7 +81,7 @@ class Replayer:
                     0,
                 )
                 self._at(ts)
-                receipt = self._send(fn.openTrade(trade, 0, 10**10), trader)
+                receipt = self.chain.send_as(fn.openTrade(trade, 0, 10**10), trader)
                 self._keeper(fn.executeMarketOrder(self.chain.order_id(receipt), ev["price_e10"]), ts)
                 sent += 4
             elif kind in LIMIT_TYPES:
@@ -106,7 +92,7 @@ class Replayer:
                 if kind == "close":  # whatever the mock still holds at that index
                     amount = fn.openTrades(trader, pair, index).call()[3]
                 self._at(ts)
-                receipt = self._send(fn.closeTradeMarket(pair, index, amount), trader)
+                receipt = self.chain.send_as(fn.closeTradeMarket(pair, index, amount), trader)
                 self._keeper(fn.executeMarketOrder(self.chain.order_id(receipt), ev["price_e10"]), ts)
                 sent += 2
             if progress:

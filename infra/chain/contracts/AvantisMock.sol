@@ -171,6 +171,30 @@ contract AvantisMock {
         emit MarketOrderInitiated(trader, pairIndex, false, orderId, block.timestamp);
     }
 
+    /// v1.5 shape; `_type` 0 deposits collateral, 1 withdraws it. The position size stays, so the
+    /// leverage moves inversely to the collateral. No margin fee is charged by the mock.
+    function updateMargin(uint256 _pairIndex, uint256 _index, uint8 _type, uint256 _amount, bytes[] calldata)
+        external
+        payable
+    {
+        address trader = _sender();
+        Trade storage t = openTrades[trader][_pairIndex][_index];
+        require(t.leverage > 0, "no such trade");
+        require(_type <= 1 && _amount > 0, "margin");
+        uint256 size = t.initialPosToken * t.leverage;
+        if (_type == 0) {
+            require(usdc.transferFrom(trader, address(this), _amount), "collateral");
+            t.initialPosToken += _amount;
+        } else {
+            require(_amount < t.initialPosToken, "withdraw");
+            t.initialPosToken -= _amount;
+            require(usdc.transfer(trader, _amount), "payout");
+        }
+        t.leverage = size / t.initialPosToken;
+        require(t.leverage >= E10 && t.leverage <= 75 * E10, "leverage");
+        emit MarginUpdated(trader, _pairIndex, _index, _type, t, 0, 0, block.timestamp);
+    }
+
     function updateTp(uint256 pairIndex, uint256 index, uint256 newTp) external {
         Trade storage t = openTrades[_sender()][pairIndex][index];
         require(t.leverage > 0, "no such trade");

@@ -1,0 +1,288 @@
+"""The chain indexer end to end on a real anvil node, through a provider that fails.
+
+Many traders open, add margin, partially close, close, hit TP/SL, get liquidated and move TP/SL
+on the local Avantis mock. `vanta index backfill` indexes the first half through a proxy that
+drops every few calls and refuses large log ranges; `vanta index tail` follows the rest over a
+websocket, is SIGKILLed mid-way and restarted, and lives through a reorg (anvil snapshot/revert,
+then a different, longer branch). Afterwards PostgreSQL holds exactly the events the contracts
+emitted on the final chain, each once, and the undecodable logs raw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from data.events import TradeEvent
+from data.protocol.decode import DecodeError, Registry
+from data.protocol.mapping import ChainMapper, LogContext
+from data.sources.chain.indexer import RETRACTED_STREAM, Indexer, IndexerConfig
+from data.sources.chain.rpc import ChainRpc
+from infra.bus import EVENTS_STREAM, connect
+from infra.chain.activity import Activity
+from infra.chain.anvil import DEFAULT_KEYS, Anvil, run_anvil
+from infra.chain.contracts import LocalAvantis, deploy
+from tests.rpc_proxy import FlakyRpcProxy
+
+pytestmark = pytest.mark.integration
+VANTA = str(Path(sys.executable).parent / "vanta")
+CHAIN_ID = 31337
+DEPTH = 1
+
+
+@pytest.fixture
+def chain() -> Iterator[tuple[Anvil, LocalAvantis]]:
+    with run_anvil() as node:
+        local = deploy(node.http_url, DEFAULT_KEYS[0])
+        local.send_as(local.usdc.functions.mint(local.trading.address, 10**13), local.keeper)
+        yield node, local
+
+
+def chain_truth(
+    node: Anvil, addresses: list[str], to_block: int
+) -> tuple[dict[str, dict], set[tuple[str, int]]]:
+    """What the final chain says up to `to_block`: canonical events by id, and the logs no decoder
+    knows."""
+    registry, mapper = Registry(), ChainMapper()
+    events: dict[str, dict] = {}
+    undecodable: set[tuple[str, int]] = set()
+    query = {"fromBlock": "0x0", "toBlock": hex(to_block), "address": addresses}
+    logs = node.rpc("eth_getLogs", [query])
+    for lg in logs:  # type: ignore[union-attr]
+        ctx = LogContext(
+            CHAIN_ID,
+            lg["transactionHash"],
+            int(lg["logIndex"], 16),
+            int(lg["blockNumber"], 16),
+            lg["blockHash"],
+            int(lg["blockTimestamp"], 16),
+        )
+        try:
+            decoded = registry.decode(
+                [bytes.fromhex(t[2:]) for t in lg["topics"]], bytes.fromhex(lg["data"][2:])
+            )
+        except DecodeError:
+            undecodable.add((ctx.tx_hash, ctx.log_index))
+            continue
+        ev = mapper.map(decoded, ctx)
+        if ev is not None:
+            events[ev.event_id] = ev.to_record()
+    return events, undecodable
+
+
+async def stored(pool: asyncpg.Pool) -> tuple[dict[str, dict], set[tuple[str, int]]]:
+    rows = await pool.fetch("SELECT raw FROM trade_events")
+    events = {}
+    for r in rows:
+        ev = TradeEvent.from_record(json.loads(r["raw"]))
+        events[ev.event_id] = ev.to_record()
+    raw = {
+        (r["tx_hash"], r["log_index"])
+        for r in await pool.fetch("SELECT tx_hash, log_index FROM raw_chain_logs")
+    }
+    return events, raw
+
+
+async def checkpoint(pool: asyncpg.Pool) -> int:
+    return (
+        await pool.fetchval(
+            "SELECT last_block FROM indexer_checkpoints WHERE name = $1", f"avantis:{CHAIN_ID}"
+        )
+        or -1
+    )
+
+
+async def caught_up(pool: asyncpg.Pool, node: Anvil, log: Path, timeout: float = 30.0) -> int:
+    target = int(node.rpc("eth_blockNumber"), 16) - DEPTH  # type: ignore[arg-type]
+    started = time.monotonic()
+    while (cp := await checkpoint(pool)) < target:
+        assert time.monotonic() < started + timeout, (
+            f"stuck at {cp} for {time.monotonic() - started:.1f} s, head - depth = {target}: "
+            f"{log.read_text()[-3000:]}"
+        )
+        await asyncio.sleep(0.1)
+    return cp
+
+
+def tail_process(
+    env: dict[str, str], proxy: FlakyRpcProxy, node: Anvil, log: Path
+) -> subprocess.Popen[bytes]:
+    with log.open("ab") as sink:
+        return subprocess.Popen(
+            [VANTA, "index", "tail", "--rpc-url", proxy.url, "--ws-url", node.ws_url],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+
+
+async def test_backfill_tail_kill_reorg_flaky_rpc_exactly_once(
+    chain: tuple[Anvil, LocalAvantis], empty_db_url: str, redis_server_url: str, tmp_path: Path
+) -> None:
+    node, local = chain
+    # The USDC token is watched too: its Transfer/Approval logs have no decoder and must be kept raw.
+    addresses = [local.trading.address.lower(), local.usdc.address.lower()]
+    redis = connect(redis_server_url)
+    stream_start = (
+        (await redis.xinfo_stream(EVENTS_STREAM))["last-generated-id"]
+        if await redis.exists(EVENTS_STREAM)
+        else "0-0"
+    )
+    retracted_start = (
+        (await redis.xinfo_stream(RETRACTED_STREAM))["last-generated-id"]
+        if await redis.exists(RETRACTED_STREAM)
+        else "0-0"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
+        "VANTA_HOME": str(tmp_path / "home"),
+        "DATABASE_URL": empty_db_url,
+        "REDIS_URL": redis_server_url,
+        "CHAIN_ID": str(CHAIN_ID),
+        "AVANTIS_ADDRESSES": ",".join(addresses),
+        "CONFIRMATION_DEPTH": str(DEPTH),
+        "EVENT_BACKFILL_BLOCKS": "64",
+        # Long enough that only the websocket's new-head notifications can keep the tail current.
+        "EVENT_MONITORING_INTERVAL": "60",
+    }
+    first = Activity(local, seed=1, traders=10)
+    done = first.run(140)
+    half = int(node.rpc("eth_blockNumber"), 16)  # type: ignore[arg-type]
+
+    with FlakyRpcProxy(node.http_url, fail_every=4, max_log_blocks=40) as proxy:
+        backfill = subprocess.run(
+            [
+                VANTA,
+                "index",
+                "backfill",
+                "--from-block",
+                "0",
+                "--to-block",
+                str(half),
+                "--rpc-url",
+                proxy.url,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert backfill.returncode == 0, backfill.stderr[-3000:]
+        report = json.loads(backfill.stdout)
+        assert report["to_block"] == half and report["blocks"] == half + 1
+        assert report["inserted"] > 100 and report["undecoded"] > 0
+        assert proxy.too_large > 0, "ranges over 40 blocks were never asked for, or never halved"
+        assert sum(proxy.failures.values()) > 10
+        assert "rpc call failed, retrying" in backfill.stderr
+
+        pool = await asyncpg.create_pool(empty_db_url, min_size=1, max_size=2)
+        assert await checkpoint(pool) == half
+        log = tmp_path / "tail.log"
+        tail = tail_process(env, proxy, node, log)
+        try:
+            # The rest of the history arrives while the tail runs; it is SIGKILLed mid-way.
+            second = asyncio.create_task(asyncio.to_thread(first.run, 120))
+            while await checkpoint(pool) < half + 30:
+                await asyncio.sleep(0.05)
+            tail.send_signal(signal.SIGKILL)
+            tail.wait(10)
+            await second
+            first.run(40)  # while nobody indexes
+            tail = tail_process(env, proxy, node, log)
+            await caught_up(pool, node, log)
+
+            # A reorg deeper than the confirmation depth: a branch is indexed, then abandoned.
+            snapshot = node.rpc("evm_snapshot")
+            Activity(local, seed=2, traders=3).run(15)
+            orphan_head = await caught_up(pool, node, log)
+            orphaned = set((await stored(pool))[0])
+            node.rpc("evm_revert", [snapshot])
+            Activity(local, seed=3, traders=4).run(25)
+            while int(node.rpc("eth_blockNumber"), 16) <= orphan_head + 2:  # type: ignore[arg-type]
+                node.rpc("evm_mine")
+            await caught_up(pool, node, log)
+            await asyncio.sleep(0.5)
+            assert tail.poll() is None, log.read_text()[-3000:]
+        finally:
+            tail.send_signal(signal.SIGTERM)
+            try:
+                tail.wait(15)
+            except subprocess.TimeoutExpired:
+                tail.kill()
+        tail_log = log.read_text()
+
+    final = await checkpoint(pool)
+    assert final >= int(node.rpc("eth_blockNumber"), 16) - DEPTH  # type: ignore[arg-type]
+    truth, truth_raw = chain_truth(node, addresses, final)
+    got, got_raw = await stored(pool)
+    orphaned -= set(truth)
+    assert done["liquidation"] and done["tp"] and done["sl"] and done["partial_close"] and done["add_margin"]
+    assert orphaned, "the abandoned branch held no events: the reorg tested nothing"
+    assert not got.keys() - truth.keys(), "stored events the final chain does not have"
+    assert not truth.keys() - got.keys(), "events on the chain missing from the database"
+    assert got == truth  # every field, exactly
+    assert got_raw == truth_raw and got_raw
+    assert "reorg: rolled back orphaned blocks" in tail_log
+    assert "subscribed to new heads" in tail_log
+
+    published = [
+        json.loads(m[1]["data"])["event_id"] for m in await redis.xrange(EVENTS_STREAM, f"({stream_start}")
+    ]
+    assert set(published) >= set(truth)  # at least once; consumers dedupe by id
+    assert set(published) - set(truth) == orphaned
+    retractions = await redis.xrange(RETRACTED_STREAM, f"({retracted_start}")
+    assert {i for m in retractions for i in json.loads(m[1]["data"])["event_ids"]} == orphaned
+    await pool.close()
+    await redis.aclose()
+
+
+async def test_restart_resumes_at_checkpoint_and_unknown_topics_are_kept(
+    chain: tuple[Anvil, LocalAvantis], migrated_pool: asyncpg.Pool
+) -> None:
+    node, local = chain
+    Activity(local, seed=7, traders=4).run(40)
+    head = int(node.rpc("eth_blockNumber"), 16)  # type: ignore[arg-type]
+    addresses = (local.trading.address.lower(), local.usdc.address.lower())
+    config = IndexerConfig(CHAIN_ID, addresses, confirmation_depth=0, initial_range=16)
+    rpc = ChainRpc(node.http_url)
+    try:
+        async with Indexer(rpc, migrated_pool, None, config) as first:
+            await first.backfill(0, head // 2)
+        async with Indexer(rpc, migrated_pool, None, config) as second:
+            totals = await second.backfill(0, head)
+        # The second run started after the first one's checkpoint: it read only the rest.
+        assert totals.blocks == head - head // 2
+        async with Indexer(rpc, migrated_pool, None, config) as third:
+            assert (await third.backfill(0, head)).blocks == 0
+    finally:
+        await rpc.close()
+    truth, truth_raw = chain_truth(node, list(addresses), head)
+    got, got_raw = await stored(migrated_pool)
+    assert got == truth and got_raw == truth_raw
+    reasons = {r["reason"] for r in await migrated_pool.fetch("SELECT reason FROM raw_chain_logs")}
+    assert all(r.startswith("unknown topic0") for r in reasons)
+
+
+async def test_indexer_refuses_a_node_of_another_chain(
+    chain: tuple[Anvil, LocalAvantis], migrated_pool: asyncpg.Pool
+) -> None:
+    node, _ = chain
+    rpc = ChainRpc(node.http_url)
+    try:
+        with pytest.raises(
+            ValueError, match="the node is chain 31337 but the indexer is configured for chain 8453"
+        ):
+            async with Indexer(rpc, migrated_pool, None, IndexerConfig(8453, ("0x" + "00" * 20,))):
+                pass
+    finally:
+        await rpc.close()
