@@ -10,7 +10,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from data.events import TradeEvent
-from infra.bus import StreamBus
+from infra.bus import EVENTS_STREAM, StreamBus
 
 _COLUMNS = (
     "event_id",
@@ -116,8 +116,10 @@ async def load_events(conn: asyncpg.Connection, *, trader: str | None = None) ->
     return [TradeEvent.from_record(json.loads(r["raw"])) for r in await conn.fetch(query, *args)]
 
 
-async def publish_events(redis: aioredis.Redis, events: list[TradeEvent], *, batch: int = 5000) -> None:
+async def publish_events(
+    redis: aioredis.Redis, events: list[TradeEvent], *, batch: int = 5000, stream: str = EVENTS_STREAM
+) -> None:
     """Announce newly stored events on the stream, in pipelined batches (the one publishing path)."""
-    bus = StreamBus(redis)
+    bus = StreamBus(redis, stream)
     for start in range(0, len(events), batch):
         await bus.publish_many([ev.to_record() for ev in events[start : start + batch]])

@@ -11,6 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -46,6 +47,12 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     if versions != list(range(1, len(versions) + 1)):
         raise MigrationError(f"migrations must be numbered 1..N without gaps, found {versions}")
     return migrations
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server's URL with another database name (query options such as a socket dir kept)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:

@@ -11,12 +11,12 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from infra import embedded
+from infra.db import with_database
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
@@ -41,11 +41,6 @@ def pg_server_url(vanta_home: Path) -> str:
 @pytest.fixture(scope="session")
 def redis_server_url(vanta_home: Path) -> str:
     return os.environ.get("REDIS_URL") or embedded.embedded_redis_url(vanta_home)
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from data.protocol.decode import DecodeError, Registry
 from data.protocol.mapping import ChainMapper, LogContext
 from data.sources.chain.rpc import ChainRpc, RangeTooLarge
 from data.store import insert_events, publish_events
-from infra.bus import StreamBus
+from infra.bus import EVENTS_STREAM, StreamBus
 from infra.logs import log_fields
 from infra.metrics import counter, gauge
 
@@ -55,6 +55,7 @@ class IndexerConfig:
     max_range: int = 10_000
     poll_interval_s: float = 5.0
     keep_block_hashes: int = 2048  # how deep a reorg can be undone
+    events_stream: str = EVENTS_STREAM
 
     @property
     def name(self) -> str:
@@ -383,7 +384,7 @@ class Indexer:
             checkpoint = Checkpoint(stop, end_after.hash)
             await self._write_checkpoint(conn, checkpoint)
             if result.inserted and self.redis is not None:
-                await publish_events(self.redis, result.inserted)
+                await publish_events(self.redis, result.inserted, stream=self.config.events_stream)
         self.checkpoint = checkpoint
         INDEXED_BLOCK.labels(chain_id=str(self.config.chain_id)).set(stop)
         LOGS_INDEXED.labels(chain_id=str(self.config.chain_id)).inc(len(raw_logs))
