@@ -34,6 +34,35 @@ def history(
     typer.echo(json.dumps(asyncio.run(run())))
 
 
+@ingest_app.command("api")
+def history_api(
+    traders: list[str] = typer.Argument(..., help="trader addresses"),
+    history_url: str = typer.Option(None, help="default: veranta-sdk's (VERANTA_HISTORY_API_URL or mainnet)"),
+    page_size: int = typer.Option(100, min=1, max=1000),
+) -> None:
+    """Closed trades from Veranta's history API (veranta-sdk info.trade_history, paged), idempotently;
+    prints the same summary as `ingest history`."""
+    from veranta_sdk import AsyncVeranta
+
+    from data.sources.veranta_history.api import ingest_traders
+    from data.store import publish_events
+    from infra.runtime import open_services
+    from infra.settings import get_settings
+
+    async def run() -> dict[str, int]:
+        overrides = {"history_api_url": history_url} if history_url else {}
+        async with AsyncVeranta(**overrides) as client, open_services(get_settings()) as services:
+            async with services.pool.acquire() as conn:
+                report = await ingest_traders(conn, client.info, traders, limit=page_size)
+            assert services.redis is not None
+            await publish_events(services.redis, report.new_events)
+        for item in report.rejections:
+            typer.echo(json.dumps(item), err=True)
+        return report.summary()
+
+    typer.echo(json.dumps(asyncio.run(run())))
+
+
 @ingest_app.command("events")
 def events(
     path: Path = typer.Argument(

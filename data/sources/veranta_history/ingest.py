@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -40,28 +41,36 @@ def events_for(trades: list[HistoryTrade]) -> list[TradeEvent]:
     return list(events.values())
 
 
+async def ingest_records(
+    conn: asyncpg.Connection, trader: str, records: list[Any], origin: str, report: IngestReport
+) -> None:
+    """One trader's closed-trade records, whatever brought them (a file, the API's pages): each bad
+    record is rejected with its reason, the rest are stored."""
+    report.files += 1
+    trades = []
+    for i, rec in enumerate(records):
+        report.trades += 1
+        try:
+            trades.append(parse_trade(trader, rec))
+        except RecordError as exc:
+            report.rejected += 1
+            report.rejections.append({"file": origin, "trade": i, "reason": str(exc)})
+    new = await insert_events(conn, events_for(trades))
+    report.new_events.extend(new)
+    new_closes = sum(1 for e in new if e.is_close)
+    report.inserted += new_closes
+    report.duplicates += len(trades) - new_closes
+
+
 async def ingest_files(conn: asyncpg.Connection, paths: list[Path]) -> IngestReport:
     report = IngestReport()
     for path in paths:
-        report.files += 1
         try:
             trader, records = load_file(path)
         except (RecordError, ValueError) as exc:
+            report.files += 1
             report.rejected += 1
             report.rejections.append({"file": str(path), "reason": str(exc)})
             continue
-        trades = []
-        for i, rec in enumerate(records):
-            report.trades += 1
-            try:
-                trades.append(parse_trade(trader, rec))
-            except RecordError as exc:
-                report.rejected += 1
-                report.rejections.append({"file": str(path), "trade": i, "reason": str(exc)})
-        events = events_for(trades)
-        new = await insert_events(conn, events)
-        report.new_events.extend(new)
-        new_closes = sum(1 for e in new if e.is_close)
-        report.inserted += new_closes
-        report.duplicates += len(trades) - new_closes
+        await ingest_records(conn, trader, records, str(path), report)
     return report
