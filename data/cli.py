@@ -63,6 +63,48 @@ def history_api(
     typer.echo(json.dumps(asyncio.run(run())))
 
 
+@ingest_app.command("stream")
+def order_stream(
+    traders: list[str] = typer.Argument(..., help="leader addresses to follow"),
+    app_key: str = typer.Option(..., envvar="VERANTA_PUSHER_KEY", help="the deployment's Pusher app key"),
+    ws_base: str = typer.Option("wss://ws-us2.pusher.com", envvar="VERANTA_PUSHER_WS"),
+    history_url: str = typer.Option(None, help="history API for gap fills (default: veranta-sdk's)"),
+) -> None:
+    """Follow leaders' fills on Veranta's order stream until interrupted; new events are stored
+    and published, gaps after a reconnect are filled from the history API."""
+    import signal
+
+    from veranta_sdk import AsyncVeranta
+
+    from data.events import TradeEvent
+    from data.sources.veranta_orders.stream import OrderStreamSource, history_gap_fill
+    from data.store import insert_events, publish_events
+    from infra.runtime import open_services
+    from infra.settings import get_settings
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        overrides = {"history_api_url": history_url} if history_url else {}
+        async with AsyncVeranta(**overrides) as client, open_services(get_settings()) as services:
+
+            async def emit(events: list[TradeEvent]) -> None:
+                async with services.pool.acquire() as conn:
+                    new = await insert_events(conn, events)
+                assert services.redis is not None
+                await publish_events(services.redis, new)
+
+            sources = [
+                OrderStreamSource(ws_base, app_key, t, emit, gap_fill=history_gap_fill(client.info))
+                for t in traders
+            ]
+            await asyncio.gather(*(s.run(stop) for s in sources))
+
+    asyncio.run(run())
+
+
 @ingest_app.command("events")
 def events(
     path: Path = typer.Argument(

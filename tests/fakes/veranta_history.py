@@ -17,15 +17,12 @@ from aiohttp import web
 
 @asynccontextmanager
 async def history_server(files: list[Path]) -> AsyncIterator[tuple[str, list[str]]]:
-    """Yields (base URL, request log)."""
-    docs = {}
-    for path in files:
-        doc = json.loads(path.read_text())
-        docs[doc["address"].lower()] = doc
+    """Yields (base URL, request log). Files are read at each request, so a test can add trades."""
     requests: list[str] = []
 
     async def trade_history(request: web.Request) -> web.Response:
         requests.append(request.path)
+        docs = {d["address"].lower(): d for d in (json.loads(p.read_text()) for p in files)}
         doc = docs.get(request.match_info["trader"].lower())
         if doc is None:
             return web.json_response({"address": request.match_info["trader"], "count": 0, "trades": []})

@@ -138,6 +138,46 @@ def parse_trade(trader: str, rec: Any) -> HistoryTrade:
     return trade
 
 
+_OPEN_REQUIRED = ("pairIndex", "index", "buy", "leverage", "openPrice", "collateral", "openedAt")
+
+
+def parse_open(trader: str, rec: Any) -> TradeEvent:
+    """An open reported on its own (the order stream's fill of an open), with the id the history
+    API's implied open of the same position gets, so both paths give one event."""
+    if not isinstance(rec, dict):
+        raise RecordError("open is not an object")
+    missing = [k for k in _OPEN_REQUIRED if rec.get(k) is None]
+    if missing:
+        raise RecordError(f"missing {', '.join(missing)}")
+    if not isinstance(rec["buy"], bool):
+        raise RecordError("buy is not a boolean")
+    leverage, price, collateral = _dec(rec, "leverage"), _dec(rec, "openPrice"), _dec(rec, "collateral")
+    if leverage <= 0 or price <= 0 or collateral <= 0:
+        raise RecordError("leverage, openPrice and collateral must be positive")
+    trader = trader.lower()
+    pair, index, opened_at = int(_dec(rec, "pairIndex")), int(_dec(rec, "index")), int(_dec(rec, "openedAt"))
+    from data.events import position_key
+
+    return TradeEvent(
+        event_id=f"api:{position_key(trader, pair, index, opened_at)}:open",
+        venue=VENUE,
+        source=SOURCE,
+        trader=trader,
+        pair_index=pair,
+        pair=str(rec.get("symbol") or "") or None,
+        kind=EventKind.OPEN,
+        trade_index=index,
+        open_ts=opened_at,
+        ts=opened_at,
+        side=Side.LONG if rec["buy"] else Side.SHORT,
+        leverage=leverage,
+        price=price,
+        collateral_usdc=usdc_to_micro(collateral, exact=False),
+        tp=_dec(rec, "tp") if rec.get("tp") is not None else Decimal(0),
+        sl=_dec(rec, "sl") if rec.get("sl") is not None else Decimal(0),
+    )
+
+
 def load_file(path: Path) -> tuple[str, list[Any]]:
     """(trader address, raw trade records) from one history file."""
     doc = json.loads(path.read_text(), parse_float=Decimal)
