@@ -1,0 +1,70 @@
+"""The one small interface every venue (paper, on-chain, Veranta) implements for the engine.
+
+`client_ref` is our intent id. A venue must answer `lookup(client_ref)` from its own records:
+that is how an order whose outcome we lost (crash, timeout) is resolved without resending.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from data.events import Side
+
+
+@dataclass(frozen=True)
+class VenueOrder:
+    client_ref: str
+    account: str
+    action: str  # open | close | partial_close | update_tp_sl
+    pair_index: int
+    side: Side | None = None
+    collateral_usdc: int = 0  # to open, or to close
+    leverage: Decimal | None = None
+    position_ref: str | None = None  # for closes and TP/SL updates
+    reference_price: Decimal | None = None  # the leader's fill: the slippage bound is around it
+    max_slippage_bps: int = 50
+    tp: Decimal | None = None
+    sl: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class VenueResult:
+    client_ref: str
+    status: str  # filled | rejected
+    price: Decimal | None = None
+    collateral_usdc: int = 0  # opened (after the opening fee) or closed
+    fee_usdc: int = 0
+    usdc_sent: int | None = None
+    pnl_usdc: int | None = None
+    position_ref: str | None = None
+    reason: str | None = None
+
+    @property
+    def filled(self) -> bool:
+        return self.status == "filled"
+
+
+@dataclass(frozen=True)
+class VenuePosition:
+    position_ref: str
+    pair_index: int
+    side: Side
+    collateral_usdc: int
+    leverage: Decimal
+    entry_price: Decimal
+
+
+class Venue(Protocol):
+    name: str
+
+    async def submit_many(self, orders: list[VenueOrder]) -> list[VenueResult]: ...
+
+    async def lookup(self, client_refs: list[str]) -> dict[str, VenueResult]: ...
+
+    async def open_positions(self, account: str) -> list[VenuePosition]: ...
+
+
+class PriceFeed(Protocol):
+    def price(self, pair_index: int) -> Decimal | None: ...
