@@ -54,40 +54,29 @@ def _logs(n: int) -> list[tuple[list[bytes], bytes, LogContext]]:
 async def _backfill(rpc_url: str, trading: str, head: int) -> dict[str, float]:
     """Index [0, head] from the node into a scratch database of the configured PostgreSQL
     server, publishing to a scratch stream: the whole pipeline, node to stream."""
-    import uuid
-
-    import asyncpg
-
     from data.sources.chain.indexer import Indexer, IndexerConfig
     from data.sources.chain.rpc import ChainRpc
     from infra import bus, db, embedded
     from infra.settings import get_settings
 
     settings = get_settings()
-    server = embedded.database_url(settings)
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
     redis = bus.connect(embedded.redis_url(settings))
-    stream = f"bench:{name}"
-    pool = await db.create_pool(db.with_database(server, name))
-    rpc = ChainRpc(rpc_url)
-    try:
-        async with pool.acquire() as conn:
-            await db.migrate(conn)
-        config = IndexerConfig(31337, (trading.lower(),), confirmation_depth=0, events_stream=stream)
-        async with Indexer(rpc, pool, redis, config) as indexer:
-            started = time.perf_counter()
-            totals = await indexer.backfill(0, head)
-            elapsed = time.perf_counter() - started
-        return {"backfill_logs_per_s": round(totals.logs / elapsed), "backfill_logs": totals.logs}
-    finally:
-        await rpc.close()
-        await pool.close()
-        await redis.delete(stream)
-        await redis.aclose()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    stream = f"bench:backfill:{time.time_ns()}"
+    async with db.scratch_database(embedded.database_url(settings)) as url:
+        pool = await db.create_pool(url)
+        rpc = ChainRpc(rpc_url)
+        try:
+            config = IndexerConfig(31337, (trading.lower(),), confirmation_depth=0, events_stream=stream)
+            async with Indexer(rpc, pool, redis, config) as indexer:
+                started = time.perf_counter()
+                totals = await indexer.backfill(0, head)
+                elapsed = time.perf_counter() - started
+            return {"backfill_logs_per_s": round(totals.logs / elapsed), "backfill_logs": totals.logs}
+        finally:
+            await rpc.close()
+            await pool.close()
+            await redis.delete(stream)
+            await redis.aclose()
 
 
 def backfill_from_local_node(actions: int = 400) -> dict[str, float]:

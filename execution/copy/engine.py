@@ -12,6 +12,7 @@ venue. Several engine processes can share the consumer group.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -56,6 +57,27 @@ ACTIONS = {
     EventKind.PARTIAL_CLOSE: CopyAction.PARTIAL_CLOSE,
     EventKind.TP_SL_UPDATE: CopyAction.UPDATE_TP_SL,
 }
+
+
+_ATTRIBUTE = """
+INSERT INTO copy_performance_attribution (profile_id, leader_address, period_start, period_end,
+    copied_trades, realized_pnl_usdc, fees_usdc, slippage_cost_usdc)
+VALUES ($1, $2, $3, $3, $4, $5, $6, $7)
+ON CONFLICT (profile_id, leader_address, period_start) DO UPDATE SET
+    copied_trades = copy_performance_attribution.copied_trades + EXCLUDED.copied_trades,
+    realized_pnl_usdc = copy_performance_attribution.realized_pnl_usdc + EXCLUDED.realized_pnl_usdc,
+    fees_usdc = copy_performance_attribution.fees_usdc + EXCLUDED.fees_usdc,
+    slippage_cost_usdc = copy_performance_attribution.slippage_cost_usdc + EXCLUDED.slippage_cost_usdc
+"""
+_NOTIFY = """
+INSERT INTO notifications (user_id, kind, dedupe_key, text, payload)
+SELECT user_id, $2, $3, $4, $5::jsonb FROM copytrader_profiles WHERE id = $1
+ON CONFLICT (dedupe_key) DO NOTHING
+"""
+
+
+def _payload(intent: str) -> str:
+    return json.dumps({"intent_id": intent})
 
 
 def _usdc(micro: int) -> str:
@@ -345,10 +367,12 @@ class CopyEngine:
                     for r, res, looked_up in results
                 ],
             )
+            opens = [(r, res) for r, res, _ in results if res.filled and r["action"] == "open"]
+            await self._apply_opens(conn, opens)
             for r, res, _ in results:
-                if res.filled:
+                if res.filled and r["action"] != "open":
                     await self._apply_fill(conn, r, res)
-                else:
+                elif not res.filled:
                     await self._notify(
                         conn,
                         r,
@@ -356,48 +380,67 @@ class CopyEngine:
                         f"Copy of {r['leader_address'][:10]} rejected by {r['venue']}: {res.reason}",
                     )
 
-    async def _apply_fill(self, conn: asyncpg.Connection, r: asyncpg.Record, res: VenueResult) -> None:
+    async def _apply_opens(
+        self, conn: asyncpg.Connection, fills: list[tuple[asyncpg.Record, VenueResult]]
+    ) -> None:
+        """Positions, attribution and notices of filled opens as three pipelined batches: a fan-out
+        to 1,000 followers is one round of statements, not 3,000 round trips."""
+        if not fills:
+            return
         day = datetime.now(UTC).date()
-        leader_price: Decimal | None = r["requested_price"]
-        pair = self.catalogue.get(r["pair_index"])
-        symbol = pair.symbol if pair else f"pair {r['pair_index']}"
-        if r["action"] == "open":
+        positions, attribution, notices = [], [], []
+        for r, res in fills:
             assert res.price is not None
+            leader_price: Decimal | None = r["requested_price"]
             notional = int(res.collateral_usdc * r["leverage"])
             slip = 0
             if leader_price:
                 sign = 1 if r["side"] == "long" else -1
                 slip = int((res.price - leader_price) * sign * notional / leader_price)
-            await conn.execute(
-                """
-                INSERT INTO copy_positions (profile_id, follow_id, leader_address, leader_position_key,
-                    venue_position_ref, pair_index, side, collateral_usdc, leverage, entry_price,
-                    leader_entry_price, open_fee_usdc)
-                VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)
-                ON CONFLICT (profile_id, leader_position_key) DO NOTHING
-                """,
-                r["profile_id"],
-                r["follow_id"],
-                r["leader_address"],
-                r["leader_position_key"],
-                res.position_ref,
-                r["pair_index"],
-                r["side"],
-                res.collateral_usdc,
-                r["leverage"],
-                res.price,
-                leader_price,
-                res.fee_usdc,
+            pair = self.catalogue.get(r["pair_index"])
+            symbol = pair.symbol if pair else f"pair {r['pair_index']}"
+            positions.append(
+                (
+                    r["profile_id"],
+                    r["follow_id"],
+                    r["leader_address"],
+                    r["leader_position_key"],
+                    res.position_ref,
+                    r["pair_index"],
+                    r["side"],
+                    res.collateral_usdc,
+                    r["leverage"],
+                    res.price,
+                    leader_price,
+                    res.fee_usdc,
+                )
             )
-            await self._attribute(conn, r, day, copied=0, pnl=0, fees=res.fee_usdc, slippage=slip)
-            await self._notify(
-                conn,
-                r,
-                "fill",
+            attribution.append((r["profile_id"], r["leader_address"], day, 0, 0, 0, slip))
+            text = (
                 f"Copied {r['leader_address'][:10]}: {r['side'].upper()} {symbol} {_usdc(res.collateral_usdc)} USDC "
-                f"x{r['leverage'].normalize()} at {res.price.normalize()}",
+                f"x{r['leverage'].normalize()} at {res.price.normalize()}"
             )
-            return
+            notices.append(
+                (r["profile_id"], "fill", f"{r['intent_id']}:fill", text, _payload(r["intent_id"]))
+            )
+        await conn.executemany(
+            """
+            INSERT INTO copy_positions (profile_id, follow_id, leader_address, leader_position_key,
+                venue_position_ref, pair_index, side, collateral_usdc, leverage, entry_price,
+                leader_entry_price, open_fee_usdc)
+            VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)
+            ON CONFLICT (profile_id, leader_position_key) DO NOTHING
+            """,
+            positions,
+        )
+        await conn.executemany(_ATTRIBUTE, attribution)
+        await conn.executemany(_NOTIFY, notices)
+
+    async def _apply_fill(self, conn: asyncpg.Connection, r: asyncpg.Record, res: VenueResult) -> None:
+        day = datetime.now(UTC).date()
+        leader_price: Decimal | None = r["requested_price"]
+        pair = self.catalogue.get(r["pair_index"])
+        symbol = pair.symbol if pair else f"pair {r['pair_index']}"
         if r["action"] == "update_tp_sl":
             await self._notify(
                 conn, r, "fill", f"TP/SL of your {symbol} copy updated like {r['leader_address'][:10]}"
@@ -481,41 +524,14 @@ class CopyEngine:
         fees: int,
         slippage: int,
     ) -> None:
-        await conn.execute(
-            """
-            INSERT INTO copy_performance_attribution (profile_id, leader_address, period_start, period_end,
-                copied_trades, realized_pnl_usdc, fees_usdc, slippage_cost_usdc)
-            VALUES ($1, $2, $3, $3, $4, $5, $6, $7)
-            ON CONFLICT (profile_id, leader_address, period_start) DO UPDATE SET
-                copied_trades = copy_performance_attribution.copied_trades + EXCLUDED.copied_trades,
-                realized_pnl_usdc = copy_performance_attribution.realized_pnl_usdc + EXCLUDED.realized_pnl_usdc,
-                fees_usdc = copy_performance_attribution.fees_usdc + EXCLUDED.fees_usdc,
-                slippage_cost_usdc = copy_performance_attribution.slippage_cost_usdc + EXCLUDED.slippage_cost_usdc
-            """,
-            r["profile_id"],
-            r["leader_address"],
-            day,
-            copied,
-            pnl,
-            fees,
-            slippage,
-        )
+        await conn.execute(_ATTRIBUTE, r["profile_id"], r["leader_address"], day, copied, pnl, fees, slippage)
 
     async def _notify(
         self, conn: asyncpg.Connection, r: asyncpg.Record | Intent, kind: str, text: str
     ) -> None:
         profile_id = r.profile_id if isinstance(r, Intent) else r["profile_id"]
         key = r.intent_id if isinstance(r, Intent) else r["intent_id"]
-        await conn.execute(
-            "INSERT INTO notifications (user_id, kind, dedupe_key, text, payload) "
-            "SELECT user_id, $2, $3, $4, $5::jsonb FROM copytrader_profiles WHERE id = $1 "
-            "ON CONFLICT (dedupe_key) DO NOTHING",
-            profile_id,
-            kind,
-            f"{key}:{kind}",
-            text,
-            f'{{"intent_id": "{key}"}}',
-        )
+        await conn.execute(_NOTIFY, profile_id, kind, f"{key}:{kind}", text, _payload(key))
 
     async def _notify_refusals(self, conn: asyncpg.Connection, refused: list[Intent]) -> None:
         for i in refused:
