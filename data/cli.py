@@ -5,10 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
 ingest_app = typer.Typer(no_args_is_help=True, help="Load trade activity from Veranta's services.")
+
+
+async def _report(services: Any, report: Any) -> None:
+    """Publish what an ingest stored, print each rejection to stderr and the summary to stdout."""
+    from data.store import publish_events
+
+    assert services.redis is not None
+    await publish_events(services.redis, report.new_events)
+    for item in report.rejections:
+        typer.echo(json.dumps(item), err=True)
+    typer.echo(json.dumps(report.summary()))
 
 
 @ingest_app.command("history")
@@ -17,21 +29,15 @@ def history(
 ) -> None:
     """Closed trades (and the opens they imply), idempotently; new events are published to the stream."""
     from data.sources.veranta_history.ingest import ingest_files
-    from data.store import publish_events
     from infra.runtime import open_services
     from infra.settings import get_settings
 
-    async def run() -> dict[str, int]:
+    async def run() -> None:
         async with open_services(get_settings()) as services:
             async with services.pool.acquire() as conn:
-                report = await ingest_files(conn, paths)
-            assert services.redis is not None
-            await publish_events(services.redis, report.new_events)
-        for item in report.rejections:
-            typer.echo(json.dumps(item), err=True)
-        return report.summary()
+                await _report(services, await ingest_files(conn, paths))
 
-    typer.echo(json.dumps(asyncio.run(run())))
+    asyncio.run(run())
 
 
 @ingest_app.command("api")
@@ -45,22 +51,16 @@ def history_api(
     from veranta_sdk import AsyncVeranta
 
     from data.sources.veranta_history.api import ingest_traders
-    from data.store import publish_events
     from infra.runtime import open_services
     from infra.settings import get_settings
 
-    async def run() -> dict[str, int]:
+    async def run() -> None:
         overrides = {"history_api_url": history_url} if history_url else {}
         async with AsyncVeranta(**overrides) as client, open_services(get_settings()) as services:
             async with services.pool.acquire() as conn:
-                report = await ingest_traders(conn, client.info, traders, limit=page_size)
-            assert services.redis is not None
-            await publish_events(services.redis, report.new_events)
-        for item in report.rejections:
-            typer.echo(json.dumps(item), err=True)
-        return report.summary()
+                await _report(services, await ingest_traders(conn, client.info, traders, limit=page_size))
 
-    typer.echo(json.dumps(asyncio.run(run())))
+    asyncio.run(run())
 
 
 @ingest_app.command("stream")
