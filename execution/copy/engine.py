@@ -31,9 +31,10 @@ from execution.copy import journal
 from execution.copy.follows import follows_of
 from execution.copy.journal import Intent, intent_id
 from execution.copy.model import CopyAction, Follow, Refusal, SizedOpen
-from execution.copy.risk import Facts, check_close, check_open
+from execution.copy.risk import Facts, check_close, check_open, limits_hit
 from execution.copy.sizing import close_amount
 from execution.venues.base import PriceFeed, Venue, VenueOrder, VenueResult
+from execution.venues.paper import DictPriceFeed
 from infra.bus import EVENTS_STREAM, StreamBus
 from infra.logs import log_fields
 from infra.metrics import counter, histogram
@@ -80,6 +81,14 @@ def _payload(intent: str) -> str:
     return json.dumps({"intent_id": intent})
 
 
+def _final_state(result: VenueResult, looked_up: bool) -> str:
+    """An outcome learnt by asking the venue after a crash is `resolved`; one it answered is
+    `filled` or `rejected`."""
+    if looked_up:
+        return "resolved"
+    return "filled" if result.filled else "rejected"
+
+
 def _usdc(micro: int) -> str:
     return f"{Decimal(micro) / 1_000_000:.6f}"
 
@@ -94,18 +103,12 @@ class EngineConfig:
     claim_idle_ms: int = 5_000
 
 
-class LastPriceFeed:
+class LastPriceFeed(DictPriceFeed):
     """The last traded price of each pair as seen on the event stream (leaders' fills)."""
-
-    def __init__(self) -> None:
-        self.prices: dict[int, Decimal] = {}
 
     def observe(self, event: TradeEvent) -> None:
         if event.price is not None and event.price > 0:
             self.prices[event.pair_index] = event.price
-
-    def price(self, pair_index: int) -> Decimal | None:
-        return self.prices.get(pair_index)
 
 
 class CopyEngine:
@@ -324,7 +327,7 @@ class CopyEngine:
             await self._record(results)
             counts: dict[str, int] = {}
             for _r, res, looked_up in results:
-                state = "resolved" if looked_up else ("filled" if res.filled else "rejected")
+                state = _final_state(res, looked_up)
                 counts[state] = counts.get(state, 0) + 1
                 INTENTS.labels(outcome=state).inc()
             return counts
@@ -357,7 +360,7 @@ class CopyEngine:
                 [
                     (
                         r["intent_id"],
-                        "resolved" if looked_up else ("filled" if res.filled else "rejected"),
+                        _final_state(res, looked_up),
                         res.price,
                         res.fee_usdc,
                         res.pnl_usdc,
@@ -380,6 +383,10 @@ class CopyEngine:
                         f"Copy of {r['leader_address'][:10]} rejected by {r['venue']}: {res.reason}",
                     )
 
+    def _symbol(self, pair_index: int) -> str:
+        pair = self.catalogue.get(pair_index)
+        return pair.symbol if pair else f"pair {pair_index}"
+
     async def _apply_opens(
         self, conn: asyncpg.Connection, fills: list[tuple[asyncpg.Record, VenueResult]]
     ) -> None:
@@ -397,8 +404,7 @@ class CopyEngine:
             if leader_price:
                 sign = 1 if r["side"] == "long" else -1
                 slip = int((res.price - leader_price) * sign * notional / leader_price)
-            pair = self.catalogue.get(r["pair_index"])
-            symbol = pair.symbol if pair else f"pair {r['pair_index']}"
+            symbol = self._symbol(r["pair_index"])
             positions.append(
                 (
                     r["profile_id"],
@@ -415,7 +421,7 @@ class CopyEngine:
                     res.fee_usdc,
                 )
             )
-            attribution.append((r["profile_id"], r["leader_address"], day, 0, 0, 0, slip))
+            attribution.append((r["profile_id"], r["leader_address"], day, 0, 0, res.fee_usdc, slip))
             text = (
                 f"Copied {r['leader_address'][:10]}: {r['side'].upper()} {symbol} {_usdc(res.collateral_usdc)} USDC "
                 f"x{r['leverage'].normalize()} at {res.price.normalize()}"
@@ -439,8 +445,7 @@ class CopyEngine:
     async def _apply_fill(self, conn: asyncpg.Connection, r: asyncpg.Record, res: VenueResult) -> None:
         day = datetime.now(UTC).date()
         leader_price: Decimal | None = r["requested_price"]
-        pair = self.catalogue.get(r["pair_index"])
-        symbol = pair.symbol if pair else f"pair {r['pair_index']}"
+        symbol = self._symbol(r["pair_index"])
         if r["action"] == "update_tp_sl":
             await self._notify(
                 conn, r, "fill", f"TP/SL of your {symbol} copy updated like {r['leader_address'][:10]}"
@@ -490,7 +495,7 @@ class CopyEngine:
     ) -> None:
         if profile is None or profile["status"] != "active":
             return
-        reason = None
+        today = 0
         if profile["daily_loss_limit_usdc"] is not None:
             today = await conn.fetchval(
                 "SELECT coalesce(sum(realized_pnl_usdc), 0) FROM copy_positions "
@@ -498,12 +503,13 @@ class CopyEngine:
                 r["profile_id"],
                 day,
             )
-            if -today >= profile["daily_loss_limit_usdc"]:
-                reason = Refusal.DAILY_LOSS_LIMIT
-        peak, equity, limit = profile["peak_equity_usdc"], profile["equity_usdc"], profile["max_drawdown_pct"]
-        if reason is None and limit is not None and peak and equity is not None:
-            if Decimal(peak - equity) * 100 / Decimal(peak) >= limit:
-                reason = Refusal.MAX_DRAWDOWN
+        reason = limits_hit(
+            realized_today_usdc=today,
+            daily_loss_limit_usdc=profile["daily_loss_limit_usdc"],
+            equity_usdc=profile["equity_usdc"],
+            peak_equity_usdc=profile["peak_equity_usdc"],
+            max_drawdown_pct=profile["max_drawdown_pct"],
+        )
         if reason is None:
             return
         await conn.execute(

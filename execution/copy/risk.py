@@ -24,13 +24,21 @@ class Facts:
     leader_equity_usdc: int | None = None
 
 
-def _paused_by_limits(follow: Follow, facts: Facts) -> Refusal | None:
-    p = follow.profile
-    if p.daily_loss_limit_usdc is not None and -facts.realized_today_usdc >= p.daily_loss_limit_usdc:
+def limits_hit(
+    *,
+    realized_today_usdc: int,
+    daily_loss_limit_usdc: int | None,
+    equity_usdc: int | None,
+    peak_equity_usdc: int | None,
+    max_drawdown_pct: Decimal | None,
+) -> Refusal | None:
+    """The profile's own stops: the day's loss limit, then the drawdown from peak equity. The
+    engine asks before each open and again after each realized close (to pause the profile)."""
+    if daily_loss_limit_usdc is not None and -realized_today_usdc >= daily_loss_limit_usdc:
         return Refusal.DAILY_LOSS_LIMIT
-    if p.max_drawdown_pct is not None and p.peak_equity_usdc and p.equity_usdc is not None:
-        drawdown = Decimal(p.peak_equity_usdc - p.equity_usdc) * 100 / Decimal(p.peak_equity_usdc)
-        if drawdown >= p.max_drawdown_pct:
+    if max_drawdown_pct is not None and peak_equity_usdc and equity_usdc is not None:
+        drawdown = Decimal(peak_equity_usdc - equity_usdc) * 100 / Decimal(peak_equity_usdc)
+        if drawdown >= max_drawdown_pct:
             return Refusal.MAX_DRAWDOWN
     return None
 
@@ -41,7 +49,15 @@ def check_open(follow: Follow, event: TradeEvent, pair: Pair | None, facts: Fact
         return Refusal.KILL_SWITCH
     if follow.profile.status != "active":
         return Refusal.PROFILE_PAUSED
-    if (limit := _paused_by_limits(follow, facts)) is not None:
+    p = follow.profile
+    limit = limits_hit(
+        realized_today_usdc=facts.realized_today_usdc,
+        daily_loss_limit_usdc=p.daily_loss_limit_usdc,
+        equity_usdc=p.equity_usdc,
+        peak_equity_usdc=p.peak_equity_usdc,
+        max_drawdown_pct=p.max_drawdown_pct,
+    )
+    if limit is not None:
         return limit
     if pair is None:
         return Refusal.PAIR_UNKNOWN

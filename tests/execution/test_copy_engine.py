@@ -77,6 +77,8 @@ async def test_open_partial_close_close_exactly_once(migrated_pool: asyncpg.Pool
     )
     assert attribution["leader_address"] == LEADER and attribution["copied_trades"] == 1
     assert attribution["realized_pnl_usdc"] == pnl
+    fees = await pool.fetchval("SELECT sum(fee_usdc) FROM paper_orders WHERE account = $1", str(mult))
+    assert attribution["fees_usdc"] == fees and fees > fee  # the opening fee and both closing fees
     states = await pool.fetch("SELECT state, count(*) FROM copy_intents GROUP BY state")
     assert {r["state"]: r["count"] for r in states} == {"filled": 9}
     notes = await pool.fetchval("SELECT count(*) FROM notifications WHERE kind = 'fill'")

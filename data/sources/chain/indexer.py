@@ -131,9 +131,7 @@ class Indexer:
         self._lock_conn = await self.pool.acquire()
         got = await self._lock_conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self.config.name)
         if not got:
-            log.info(
-                "another indexer holds the lock; waiting", extra=log_fields(**{"name": self.config.name})
-            )
+            log.info("another indexer holds the lock; waiting", extra=log_fields(name=self.config.name))
             await self._lock_conn.execute("SELECT pg_advisory_lock(hashtext($1))", self.config.name)
         async with self.pool.acquire() as conn:
             self.checkpoint = await self._load_checkpoint(conn)
@@ -234,7 +232,7 @@ class Indexer:
             except Exception as exc:
                 log.warning(
                     "websocket subscription lost; polling until it is back",
-                    extra=log_fields(**{"error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay}),
+                    extra=log_fields(error=f"{type(exc).__name__}: {exc}", retry_in_s=delay),
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
@@ -257,12 +255,12 @@ class Indexer:
                 self._range = max(1, (stop - start + 1) // 2)
                 log.info(
                     "log range too large; halving",
-                    extra=log_fields(**{"blocks": self._range, "error": str(exc)}),
+                    extra=log_fields(blocks=self._range, error=str(exc)),
                 )
                 continue
             except ChainChanged as exc:
                 # The head moved back (a reorg in progress, a lagging node): wait for it.
-                log.info("chain moved while reading; retrying", extra=log_fields(**{"error": str(exc)}))
+                log.info("chain moved while reading; retrying", extra=log_fields(error=str(exc)))
                 end = min(end, await self.safe_head())
                 await asyncio.sleep(0.2)
                 continue
@@ -341,12 +339,10 @@ class Indexer:
         log.warning(
             "reorg: rolled back orphaned blocks",
             extra=log_fields(
-                **{
-                    "chain_id": chain_id,
-                    "common_block": ancestor.block,
-                    "old_checkpoint": old.block,
-                    "orphaned_events": len(orphaned),
-                }
+                chain_id=chain_id,
+                common_block=ancestor.block,
+                old_checkpoint=old.block,
+                orphaned_events=len(orphaned),
             ),
         )
 
@@ -439,7 +435,7 @@ class Indexer:
                     self._unknown_seen.add((topic0, kind))
                     log.warning(
                         "log not decoded; stored raw",
-                        extra=log_fields(**{"topic0": topic0, "address": lg["address"], "reason": reason}),
+                        extra=log_fields(topic0=topic0, address=lg["address"], reason=reason),
                     )
                 undecoded.append(
                     (

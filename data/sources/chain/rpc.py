@@ -104,12 +104,10 @@ class ChainRpc:
         log.warning(
             "rpc call failed, retrying",
             extra=log_fields(
-                **{
-                    "method": method,
-                    "attempt": state.attempt_number,
-                    "error": f"{type(exc).__name__}: {exc}",
-                    "retry_in_s": round(state.next_action.sleep, 2) if state.next_action else None,
-                }
+                method=method,
+                attempt=state.attempt_number,
+                error=f"{type(exc).__name__}: {exc}",
+                retry_in_s=round(state.next_action.sleep, 2) if state.next_action else None,
             ),
         )
 
