@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 // Vanta's own stand-in for the Avantis v1.5 contracts, for tests and the demo on a local anvil node.
 // It emits the exact v1.5 event signatures and has the v1.5 function shapes (openTrade,
-// closeTradeMarket, setDelegate, delegatedAction), a keeper that executes pending market orders at a
-// given price, and TP/SL/liquidation through LimitExecuted. One contract plays Trading, Callbacks
+// closeTradeMarket, setDelegate, delegatedAction), an execution fee in wei (msg.value, 0 unless the
+// keeper sets one), a keeper that executes pending market orders at a given price (an open whose
+// fill is past its slippage bound is canceled and refunded, as on mainnet), and TP/SL/liquidation
+// through LimitExecuted. One contract plays Trading, Callbacks
 // and PairInfos; the close arithmetic is research/pnl.py's (fees 0.045 %, truncating division).
 pragma solidity ^0.8.24;
 
@@ -69,6 +71,7 @@ contract AvantisMock {
         Trade trade; // for opens: the requested trade; for closes: pairIndex/index in it
         uint256 amount; // collateral (open) or collateral to close
         bool live;
+        uint256 slippageP; // opens: the allowed distance from t.openPrice, percent x1e10
     }
 
     // v1.5 events, exactly as Avantis emits them.
@@ -92,6 +95,7 @@ contract AvantisMock {
 
     MockUSDC public immutable usdc;
     address public keeper;
+    uint256 public executionFee; // wei the keeper asks per market order (msg.value of open/close)
     uint256 public nextOrderId = 1;
     mapping(uint256 => PendingOrder) public orders;
     mapping(address => mapping(uint256 => mapping(uint256 => Trade))) public openTrades; // trader => pair => index
@@ -111,6 +115,10 @@ contract AvantisMock {
 
     function _sender() internal view returns (address) {
         return actingFor != address(0) ? actingFor : msg.sender;
+    }
+
+    function setExecutionFee(uint256 fee) external onlyKeeper {
+        executionFee = fee;
     }
 
     // --- delegation: the delegate can trade for the trader, never withdraw ---------------------
@@ -140,6 +148,7 @@ contract AvantisMock {
     function openTrade(Trade calldata t, uint8 orderType, uint256 slippageP) external payable returns (uint256 orderId) {
         address trader = _sender();
         require(orderType == 0, "market orders only");
+        require(msg.value >= executionFee, "execution fee");
         require(slippageP > 0, "slippage");
         require(t.trader == trader, "trader mismatch");
         require(t.leverage >= E10 && t.leverage <= 75 * E10, "leverage");
@@ -153,6 +162,7 @@ contract AvantisMock {
         o.trade = t;
         o.amount = t.initialPosToken;
         o.live = true;
+        o.slippageP = slippageP;
         emit MarketOrderInitiated(trader, t.pairIndex, true, orderId, block.timestamp);
     }
 
@@ -161,6 +171,7 @@ contract AvantisMock {
         Trade storage t = openTrades[trader][pairIndex][index];
         require(t.leverage > 0, "no such trade");
         require(amount > 0 && amount <= t.initialPosToken, "amount");
+        require(msg.value >= executionFee, "execution fee");
         orderId = nextOrderId++;
         PendingOrder storage o = orders[orderId];
         o.trader = trader;
@@ -209,11 +220,30 @@ contract AvantisMock {
         emit SlUpdated(_sender(), pairIndex, index, newSl, block.timestamp);
     }
 
+    /// v1.5 shape (the price update data is Pyth's; the mock needs none).
+    function updateTpAndSl(uint256 _pairIndex, uint256 _index, uint256 _newSl, uint256 _newTp, bytes[] calldata)
+        external
+        payable
+    {
+        address trader = _sender();
+        Trade storage t = openTrades[trader][_pairIndex][_index];
+        require(t.leverage > 0, "no such trade");
+        t.sl = _newSl;
+        t.tp = _newTp;
+        emit SlUpdated(trader, _pairIndex, _index, _newSl, block.timestamp);
+        emit TpUpdated(trader, _pairIndex, _index, _newTp, block.timestamp);
+    }
+
     // --- keeper ---------------------------------------------------------------------------------
     function executeMarketOrder(uint256 orderId, uint256 price) external onlyKeeper {
         PendingOrder storage o = orders[orderId];
         require(o.live, "no pending order");
         o.live = false;
+        if (o.open && _pastSlippage(o.trade.openPrice, price, o.slippageP)) {
+            require(usdc.transfer(o.trader, o.amount), "refund");
+            emit MarketOpenCanceled(orderId, o.trader, o.pairIndex);
+            return;
+        }
         if (o.open) {
             Trade memory t = o.trade;
             uint256 fee = t.initialPosToken * t.leverage / E10 * FEE_PPM / 1e6;
@@ -252,6 +282,13 @@ contract AvantisMock {
     }
 
     // --- internals --------------------------------------------------------------------------------
+    /// An expected price of 0 means the caller set no bound (the demo's and tests' own traders).
+    function _pastSlippage(uint256 expected, uint256 price, uint256 slippageP) internal pure returns (bool) {
+        if (expected == 0) return false;
+        uint256 gap = price > expected ? price - expected : expected - price;
+        return gap * 100 * E10 > slippageP * expected;
+    }
+
     function _freeIndex(address trader, uint256 pairIndex) internal view returns (uint256 i) {
         while (openTrades[trader][pairIndex][i].leverage > 0) {
             i++;
