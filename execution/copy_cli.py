@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 from decimal import Decimal
+from typing import Any
 
 import typer
 
@@ -23,24 +24,48 @@ def _micro(usdc: str | None) -> int | None:
     return usdc_to_micro(Decimal(usdc))
 
 
+def _venue(name: str, pool: Any, catalogue: dict[int, Any], feed: Any, paper_latency_ms: int) -> Any:
+    """The venue the engine sends to, built from the settings."""
+    settings = get_settings()
+    if name == "paper":
+        from execution.venues.paper import PaperVenue
+
+        return PaperVenue(pool, catalogue, feed, latency_ms=paper_latency_ms)
+    if settings.copy_delegate_key is None:
+        raise typer.BadParameter("COPY_DELEGATE_KEY is not set", param_hint="--venue")
+    from data.sources.chain.rpc import ChainRpc
+    from execution.venues.onchain import OnchainConfig, OnchainVenue
+
+    config = OnchainConfig(
+        trading_address=settings.avantis_trading_address,
+        chain_id=settings.chain_id,
+        gas_limit=settings.copy_gas_limit,
+        max_fee_per_gas_wei=settings.copy_max_fee_per_gas_wei,
+        priority_fee_wei=settings.copy_priority_fee_wei,
+        execution_fee_wei=settings.copy_execution_fee_wei,
+        fill_timeout_s=settings.copy_fill_timeout_s,
+    )
+    key = settings.copy_delegate_key.get_secret_value()
+    return OnchainVenue(pool, ChainRpc(settings.base_rpc_url), key, config, pairs=sorted(catalogue))
+
+
 def execute(
-    venue: str = typer.Option("paper", help="paper (onchain and veranta: see the README)"),
+    venue: str = typer.Option("paper", help="paper | onchain (veranta: see the README)"),
     paper_latency_ms: int = typer.Option(0, min=0),
     from_start: bool = typer.Option(False, help="consume the stream from its start, not only new events"),
     claim_idle_ms: int = typer.Option(5000, min=100, help="take over a dead engine's messages after this"),
     stream: str = typer.Option("events", help="the event stream to consume"),
-    group: str = typer.Option("copy-engine", help="consumer group shared by the engines"),
+    group: str = typer.Option(None, help="consumer group shared by the engines (default copy-<venue>)"),
     chunk: int = typer.Option(250, min=1, help="intents locked and sent per batch"),
 ) -> None:
     """Run the copy engine on the event stream until SIGINT/SIGTERM (several may run side by side)."""
     from data.pairs import load_catalogue
     from execution.copy.engine import CopyEngine, EngineConfig, LastPriceFeed
-    from execution.venues.paper import PaperVenue
     from infra.runtime import open_services
 
     settings = get_settings()
-    if venue != "paper":
-        raise typer.BadParameter("only the paper venue is wired to the CLI so far", param_hint="--venue")
+    if venue not in ("paper", "onchain"):
+        raise typer.BadParameter("paper or onchain", param_hint="--venue")
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -50,15 +75,15 @@ def execute(
         catalogue = load_catalogue(settings.shared_data_dir / "avantis" / "trading_snapshot.json")
         async with open_services(settings) as services:
             feed = LastPriceFeed()
-            paper = PaperVenue(services.pool, catalogue, feed, latency_ms=paper_latency_ms)
+            target = _venue(venue, services.pool, catalogue, feed, paper_latency_ms)
             config = EngineConfig(
                 max_delay_ms=settings.copy_execution_max_delay_ms,
                 claim_idle_ms=claim_idle_ms,
                 stream=stream,
-                group=group,
+                group=group or f"copy-{venue}",
                 chunk=chunk,
             )
-            async with CopyEngine(services.pool, services.redis, paper, feed, catalogue, config) as engine:
+            async with CopyEngine(services.pool, services.redis, target, feed, catalogue, config) as engine:
                 await engine.run(stop, start_id="0" if from_start else "$")
 
     asyncio.run(run())
@@ -69,7 +94,8 @@ def follow_add(
     leader: str = typer.Argument(..., help="leader address"),
     user: int = typer.Option(..., help="the follower's Telegram user id"),
     profile: str = typer.Option("default", help="the follower's profile name"),
-    venue: str = typer.Option("paper"),
+    venue: str = typer.Option("paper", help="paper | onchain"),
+    wallet: str = typer.Option(None, help="the follower's wallet, delegated to our key (onchain venue)"),
     equity: str = typer.Option(None, help="the profile's equity in USDC (needed by equity_pct/proportional)"),
     mode: str = typer.Option("fixed", help="fixed | equity_pct | proportional | multiplier"),
     fixed: str = typer.Option(None, help="USDC collateral per trade (fixed mode)"),
@@ -115,12 +141,21 @@ def follow_add(
     }
     if mode in needed and not needed[mode]:
         raise typer.BadParameter(f"mode {mode} needs its amount (--fixed, --pct or --multiplier)")
+    if venue == "onchain" and not (wallet and wallet.startswith("0x") and len(wallet) == 42):
+        raise typer.BadParameter(
+            "the onchain venue needs the follower's 0x wallet address", param_hint="--wallet"
+        )
 
     async def run() -> dict[str, int]:
         async with open_services(get_settings(), with_redis=False) as services:
             async with services.pool.acquire() as conn:
                 pid = await ensure_profile(
-                    conn, telegram_user_id=user, name=profile, venue=venue, equity_usdc=_micro(equity)
+                    conn,
+                    telegram_user_id=user,
+                    name=profile,
+                    venue=venue,
+                    equity_usdc=_micro(equity),
+                    wallet_address=wallet,
                 )
                 fid = await add_follow(conn, pid, leader, config)
         return {"profile_id": pid, "follow_id": fid}

@@ -56,10 +56,19 @@ class Settings(BaseSettings):
     # Models and execution.
     ai_model_update_interval: int = Field(3600, gt=0)
     copy_execution_max_delay_ms: int = Field(500, gt=0)
+    # The on-chain venue: the contract orders go to, and the caps on each delegate transaction.
+    avantis_trading_address: str = "0x44914408af82bC9983bbb330e3578E1105e11d4e"
+    copy_gas_limit: int = Field(1_500_000, gt=21_000)
+    copy_max_fee_per_gas_wei: int = Field(50 * 10**9, gt=0)
+    copy_priority_fee_wei: int = Field(10**6, ge=0)
+    copy_execution_fee_wei: int | None = Field(None, ge=0)  # unset: the contract's executionFee()
+    copy_fill_timeout_s: float = Field(30, gt=0)
 
     # Secrets: never logged, never echoed.
     telegram_bot_token: SecretStr | None = None
     key_encryption_secret: SecretStr | None = None
+    # Our delegate's private key: followers `setDelegate` to its address; it trades, never withdraws.
+    copy_delegate_key: SecretStr | None = None
 
     # Real data files that ship beside the project (read in place, never copied in).
     shared_data_dir: Path = SHARED_DATA_DEFAULT
@@ -78,7 +87,7 @@ class Settings(BaseSettings):
             raise ValueError('must be a JSON object of symbol to feed id, e.g. {"BTC/USD": "0x..."}')
         return value
 
-    @field_validator("avantis_addresses")
+    @field_validator("avantis_addresses", "avantis_trading_address")
     @classmethod
     def _addresses_are_hex(cls, value: str) -> str:
         for item in filter(None, (v.strip() for v in value.split(","))):
@@ -100,7 +109,13 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Every secret in force, so the log filter can mask them wherever they appear."""
-        secrets = [self.telegram_bot_token, self.key_encryption_secret, self.database_url, self.redis_url]
+        secrets = [
+            self.telegram_bot_token,
+            self.key_encryption_secret,
+            self.copy_delegate_key,
+            self.database_url,
+            self.redis_url,
+        ]
         values = [s.get_secret_value() for s in secrets if s is not None]
         return [v for v in values if len(v) >= 6]
 

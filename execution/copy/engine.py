@@ -197,7 +197,7 @@ class CopyEngine:
         action = ACTIONS.get(event.kind)
         if action is None:
             return []
-        follows = await follows_of(conn, event.trader)
+        follows = await follows_of(conn, event.trader, self.venue.name)
         if not follows:
             return []
         facts = await self._facts(conn, follows, event)
@@ -225,7 +225,9 @@ class CopyEngine:
             refusal = check_close(follow, f)
             if refusal is None and position is None:
                 refusal = Refusal.NO_COPIED_POSITION
-            if refusal is None and action is CopyAction.UPDATE_TP_SL and not follow.config.copy_tp_sl:
+            # A reversed copy holds the other side: the leader's levels would be on the wrong side.
+            copies_levels = follow.config.copy_tp_sl and not follow.config.reverse
+            if refusal is None and action is CopyAction.UPDATE_TP_SL and not copies_levels:
                 refusal = Refusal.TP_SL_NOT_COPIED
             if refusal is not None:
                 intents.append(self._intent(follow, event, action, refusal=refusal))
@@ -337,7 +339,7 @@ class CopyEngine:
     def _order(self, r: asyncpg.Record) -> VenueOrder:
         return VenueOrder(
             client_ref=r["intent_id"],
-            account=str(r["profile_id"]),
+            account=r["wallet_address"] or str(r["profile_id"]),  # the paper venue books by profile
             action=r["action"],
             pair_index=r["pair_index"],
             side=Side(r["side"]) if r["side"] else None,

@@ -57,8 +57,11 @@ def _follow(r: asyncpg.Record) -> Follow:
     return Follow(r["follow_id"], profile, config, r["leader_address"], r["followed_at"])
 
 
-async def follows_of(conn: asyncpg.Connection, leader: str) -> list[Follow]:
-    rows = await conn.fetch(_FOLLOW_QUERY + " AND f.leader_address = $1 ORDER BY f.id", leader.lower())
+async def follows_of(conn: asyncpg.Connection, leader: str, venue: str) -> list[Follow]:
+    """The live follows of `leader` by profiles trading on `venue` (one engine per venue)."""
+    rows = await conn.fetch(
+        _FOLLOW_QUERY + " AND f.leader_address = $1 AND p.venue = $2 ORDER BY f.id", leader.lower(), venue
+    )
     return [_follow(r) for r in rows]
 
 

@@ -125,7 +125,8 @@ async def release(lock_conn: asyncpg.Connection, ids: list[str]) -> None:
 async def workable(conn: asyncpg.Connection, ids: list[str]) -> list[asyncpg.Record]:
     """Fresh states of claimed intents that still need work (read after the lock was taken)."""
     return await conn.fetch(
-        "SELECT i.*, coalesce(c.slippage_bps, 50) AS slippage_bps FROM copy_intents i "
+        "SELECT i.*, coalesce(c.slippage_bps, 50) AS slippage_bps, p.wallet_address FROM copy_intents i "
+        "JOIN copytrader_profiles p ON p.id = i.profile_id "
         "LEFT JOIN leader_follows f ON f.id = i.follow_id LEFT JOIN copy_configurations c ON c.id = f.config_id "
         "WHERE i.intent_id = ANY($1::text[]) AND i.state = ANY($2::text[])",
         ids,

@@ -57,11 +57,11 @@ class LocalAvantis:
         self.rpc("anvil_setBalance", [addr, hex(10**20)])
         return addr
 
-    def send_as(self, fn: Any, sender: str) -> dict[str, Any]:
+    def send_as(self, fn: Any, sender: str, value: int = 0) -> dict[str, Any]:
         """Send from an impersonated or unlocked account and wait for the receipt. A fixed gas
         limit skips anvil's gas estimation (a binary search of EVM runs, most of a send's time);
         a revert still shows as a failed receipt."""
-        tx_hash = fn.transact({"from": sender, "gas": 1_500_000})
+        tx_hash = fn.transact({"from": sender, "gas": 1_500_000, "value": value})
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
         if receipt["status"] != 1:
             raise RuntimeError(f"transaction reverted: {tx_hash.hex()}")

@@ -53,7 +53,18 @@ class LocalVenueChain:
 
     def trade(self, wallet: str, pair: int, index: int) -> dict[str, int]:
         values = self.chain.trading.functions.openTrades(wallet, pair, index).call()
-        names = ("trader", "pair", "index", "collateral", "ts_field", "open_price", "buy", "leverage", "tp", "sl")
+        names = (
+            "trader",
+            "pair",
+            "index",
+            "collateral",
+            "ts_field",
+            "open_price",
+            "buy",
+            "leverage",
+            "tp",
+            "sl",
+        )
         return dict(zip(names, values, strict=False))
 
     def usdc_of(self, wallet: str) -> int:

@@ -70,7 +70,12 @@ async def test_open_partial_close_tp_sl_and_close_reach_the_contract(
         assert (opened[0].collateral_usdc, opened[0].fee_usdc) == (500 * USDC - fee_a, fee_a)
         assert opened[0].price == Decimal(60000) and opened[0].position_ref == "1:0"
         t = local.trade(a, BTC, 0)
-        assert (t["collateral"], t["leverage"], t["buy"], t["tp"]) == (500 * USDC - fee_a, 5 * 10**10, True, 66_000 * 10**10)
+        assert (t["collateral"], t["leverage"], t["buy"], t["tp"]) == (
+            500 * USDC - fee_a,
+            5 * 10**10,
+            True,
+            66_000 * 10**10,
+        )
         assert local.usdc_of(a) == usdc_before - 500 * USDC
         tb = local.trade(b, BTC, 0)
         assert (tb["leverage"], tb["buy"]) == (25 * 10**9, False)
@@ -127,10 +132,10 @@ async def test_a_transaction_stored_but_never_broadcast_is_sent_by_the_next_look
     a, b = local.add_followers(2)
     venue = local.venue(migrated_pool)
     first = open_order("lost", a)
-    built = await venue._preflight(first)  # noqa: SLF001 - reproducing the crash point exactly
+    built = await venue._preflight(first)
     assert not hasattr(built, "status")
-    max_fee, tip = await venue._fees()  # noqa: SLF001
-    await venue._sign_and_store([(first, *built)], max_fee, tip)  # type: ignore[misc]  # noqa: SLF001
+    max_fee, tip = await venue._fees()
+    await venue._sign_and_store([(first, *built)], max_fee, tip)  # type: ignore[misc]
     with local.keeper(local.followers):
         (later,) = await venue.submit_many([open_order("later", b)])  # nonce 1 waits for nonce 0
         found = await venue.lookup(["lost"])
