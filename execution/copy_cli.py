@@ -83,8 +83,13 @@ def execute(
                 group=group or f"copy-{venue}",
                 chunk=chunk,
             )
-            async with CopyEngine(services.pool, services.redis, target, feed, catalogue, config) as engine:
-                await engine.run(stop, start_id="0" if from_start else "$")
+            try:
+                async with CopyEngine(
+                    services.pool, services.redis, target, feed, catalogue, config
+                ) as engine:
+                    await engine.run(stop, start_id="0" if from_start else "$")
+            finally:
+                await target.close()
 
     asyncio.run(run())
 

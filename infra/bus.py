@@ -83,6 +83,11 @@ class StreamBus:
             if cursor == "0-0" or len(claimed) >= count:
                 return claimed
 
+    async def latest(self, count: int) -> list[Message]:
+        """The last `count` messages of the stream, oldest first (read only, no group)."""
+        entries = await self.redis.xrevrange(self.stream, count=count)
+        return self._parse(list(reversed(entries)))
+
     async def pending_count(self, group: str) -> int:
         info = await self.redis.xpending(self.stream, group)
         return int(info["pending"])

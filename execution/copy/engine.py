@@ -32,7 +32,7 @@ from execution.copy.follows import follows_of
 from execution.copy.journal import Intent, intent_id
 from execution.copy.model import CopyAction, Follow, Refusal, SizedOpen
 from execution.copy.risk import Facts, check_close, check_open, limits_hit
-from execution.copy.sizing import close_amount
+from execution.copy.sizing import close_amount, partial_close_amount
 from execution.venues.base import PriceFeed, Venue, VenueOrder, VenueResult
 from execution.venues.paper import DictPriceFeed
 from infra.bus import EVENTS_STREAM, StreamBus
@@ -89,6 +89,14 @@ def _final_state(result: VenueResult, looked_up: bool) -> str:
     return "filled" if result.filled else "rejected"
 
 
+def _waits_for_open(r: asyncpg.Record) -> bool:
+    return r["action"] != CopyAction.OPEN.value and r["position_ref"] is None
+
+
+def _leader_sizes(event: TradeEvent) -> dict[str, int | None]:
+    return {"leader_collateral_usdc": event.collateral_usdc, "leader_closed_usdc": event.size_closed_usdc}
+
+
 def _usdc(micro: int) -> str:
     return f"{Decimal(micro) / 1_000_000:.6f}"
 
@@ -101,6 +109,7 @@ class EngineConfig:
     stream: str = EVENTS_STREAM
     consumer: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     claim_idle_ms: int = 5_000
+    price_seed_events: int = 2_000
 
 
 class LastPriceFeed(DictPriceFeed):
@@ -202,12 +211,17 @@ class CopyEngine:
             return []
         facts = await self._facts(conn, follows, event)
         copied: dict[int, asyncpg.Record] = {}
+        in_flight: set[int] = set()
         if action is not CopyAction.OPEN:
+            ids = [f.profile.id for f in follows]
+            # Opens in flight first, positions second: an open settling in between is then seen
+            # as a position, never as nothing at all.
+            in_flight = await journal.opens_in_flight(conn, event.position_key, ids)
             rows = await conn.fetch(
                 "SELECT profile_id, venue_position_ref, collateral_usdc, side FROM copy_positions "
                 "WHERE leader_position_key = $1 AND status = 'open' AND profile_id = ANY($2::bigint[])",
                 event.position_key,
-                [f.profile.id for f in follows],
+                ids,
             )
             copied = {r["profile_id"]: r for r in rows}
         intents = []
@@ -223,6 +237,12 @@ class CopyEngine:
                 continue
             position = copied.get(follow.profile.id)
             refusal = check_close(follow, f)
+            if refusal is None and position is None and follow.profile.id in in_flight:
+                # The copy of the open has not settled (a slow fill, a crash): this waits for it.
+                intents.append(
+                    self._intent(follow, event, action, tp=event.tp, sl=event.sl, **_leader_sizes(event))
+                )
+                continue
             if refusal is None and position is None:
                 refusal = Refusal.NO_COPIED_POSITION
             # A reversed copy holds the other side: the leader's levels would be on the wrong side.
@@ -244,6 +264,7 @@ class CopyEngine:
                     position_ref=position["venue_position_ref"],
                     tp=event.tp,
                     sl=event.sl,
+                    **_leader_sizes(event),
                 )
             )
         return intents
@@ -296,6 +317,10 @@ class CopyEngine:
         try:
             async with self.pool.acquire() as conn:
                 rows = await journal.workable(conn, owned)
+                waiting = [r for r in rows if r["state"] == "planned" and _waits_for_open(r)]
+                if waiting:
+                    bound = await self._bind_waiting(conn, waiting)
+                    rows = [r for r in rows if not _waits_for_open(r)] + bound
                 planned = [r for r in rows if r["state"] == "planned"]
                 earlier = [r for r in rows if r["state"] != "planned"]
                 if planned and await self._kill_switch():  # nothing new goes out once it is on
@@ -335,6 +360,51 @@ class CopyEngine:
             return counts
         finally:
             await journal.release(self._lock_conn, owned)
+
+    async def _bind_waiting(
+        self, conn: asyncpg.Connection, waiting: list[asyncpg.Record]
+    ) -> list[asyncpg.Record]:
+        """Closes that waited for their open: once the open has settled, bind them to the copied
+        position (sized now, from the leader's stored numbers) or refuse them if nothing was
+        copied; while it is still in flight, leave them planned for the next sweep."""
+        ids = [r["profile_id"] for r in waiting]
+        keys = [r["leader_position_key"] for r in waiting]
+        flying = await journal.opens_in_flight_pairs(conn, ids, keys)  # before positions, as in `plan`
+        positions = {
+            (p["profile_id"], p["leader_position_key"]): p
+            for p in await conn.fetch(
+                "SELECT profile_id, leader_position_key, venue_position_ref, collateral_usdc, side FROM copy_positions "
+                "WHERE status = 'open' AND profile_id = ANY($1::bigint[]) AND leader_position_key = ANY($2::text[])",
+                ids,
+                keys,
+            )
+        }
+        ready, nothing = [], []
+        for r in waiting:
+            p = positions.get((r["profile_id"], r["leader_position_key"]))
+            if p is None:
+                if (r["profile_id"], r["leader_position_key"]) not in flying:
+                    nothing.append(r["intent_id"])
+                continue
+            amount = p["collateral_usdc"]
+            if r["action"] == CopyAction.PARTIAL_CLOSE.value:
+                amount = partial_close_amount(
+                    amount, r["leader_collateral_usdc"] or 0, r["leader_closed_usdc"] or 0
+                )
+            ready.append((r["intent_id"], p["venue_position_ref"], amount, p["side"]))
+        await conn.executemany(
+            "UPDATE copy_intents SET position_ref = $2, collateral_usdc = $3, side = $4, updated_at = now() "
+            "WHERE intent_id = $1",
+            ready,
+        )
+        if nothing:
+            await conn.execute(
+                "UPDATE copy_intents SET state = 'refused', refusal_reason = $2, updated_at = now() "
+                "WHERE intent_id = ANY($1::text[])",
+                nothing,
+                Refusal.NO_COPIED_POSITION.value,
+            )
+        return await journal.workable(conn, [i for i, *_ in ready]) if ready else []
 
     def _order(self, r: asyncpg.Record) -> VenueOrder:
         return VenueOrder(
@@ -550,6 +620,22 @@ class CopyEngine:
                 conn, i, "refused", f"Copy of {i.leader[:10]} not placed: {i.refusal.value.replace('_', ' ')}"
             )
 
+    async def recover(self) -> dict[str, int]:
+        """Finish intents nobody is working on. A message is acked by whoever handled it last; an
+        engine that claimed a slow fan-out from a live one acks it while the first still works its
+        chunk, and if that first engine then dies, its chunk is left `sent` with no message to
+        replay it. Intents untouched for `claim_idle_ms` are taken here (a live worker's are
+        skipped: their locks are held) and resolved the usual way, by asking the venue first."""
+        rows = await self.pool.fetch(
+            "SELECT intent_id FROM copy_intents WHERE state = ANY($1::text[]) AND venue = $2 "
+            "AND updated_at < now() - make_interval(secs => $3) ORDER BY updated_at LIMIT $4",
+            list(journal.OPEN_STATES),
+            self.venue.name,
+            self.config.claim_idle_ms / 1000,
+            self.config.chunk,
+        )
+        return await self.work([r["intent_id"] for r in rows]) if rows else {}
+
     # --- the stream ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, *, start_id: str = "$") -> None:
@@ -558,10 +644,22 @@ class CopyEngine:
         bus = StreamBus(self.redis, self.config.stream)
         await bus.ensure_group(self.config.group, start_id)
         observe = getattr(self.feed, "observe", None)
+        if observe is not None:
+            # A restarted engine prices the intents it recovers from the stream's recent fills,
+            # not from nothing.
+            for msg in await bus.latest(self.config.price_seed_events):
+                observe(TradeEvent.from_record(msg.payload))
         log.info(
             "copy engine consuming", extra=log_fields(consumer=self.config.consumer, venue=self.venue.name)
         )
+        next_sweep = 0.0
         while not stop.is_set():
+            if time.monotonic() >= next_sweep:
+                try:
+                    await self.recover()
+                except Exception:
+                    log.exception("recovering unfinished intents failed; retried next sweep")
+                next_sweep = time.monotonic() + self.config.claim_idle_ms / 1000
             msgs = await bus.claim_stale(
                 self.config.group, self.config.consumer, min_idle_ms=self.config.claim_idle_ms
             )

@@ -47,6 +47,8 @@ class Intent:
     leader_position_key: str | None = None
     tp: Decimal | None = None
     sl: Decimal | None = None
+    leader_collateral_usdc: int | None = None
+    leader_closed_usdc: int | None = None
 
     @property
     def state(self) -> str:
@@ -56,11 +58,11 @@ class Intent:
 _COLUMNS = (
     "intent_id, profile_id, follow_id, leader_address, leader_event_id, action, state, refusal_reason, "
     "pair_index, side, collateral_usdc, leverage, requested_price, venue, position_ref, "
-    "leader_position_key, tp, sl"
+    "leader_position_key, tp, sl, leader_collateral_usdc, leader_closed_usdc"
 )
 _TYPES = (
     "text[], bigint[], bigint[], text[], text[], text[], text[], text[], integer[], text[], bigint[], "
-    "numeric[], numeric[], text[], text[], text[], numeric[], numeric[]"
+    "numeric[], numeric[], text[], text[], text[], numeric[], numeric[], bigint[], bigint[]"
 )
 
 
@@ -90,6 +92,8 @@ async def plan(conn: asyncpg.Connection, intents: list[Intent]) -> list[str]:
                     i.leader_position_key,
                     i.tp,
                     i.sl,
+                    i.leader_collateral_usdc,
+                    i.leader_closed_usdc,
                 )
                 for i in intents
             ],
@@ -132,6 +136,26 @@ async def workable(conn: asyncpg.Connection, ids: list[str]) -> list[asyncpg.Rec
         ids,
         list(OPEN_STATES),
     )
+
+
+async def opens_in_flight(
+    conn: asyncpg.Connection, leader_position_key: str, profile_ids: list[int]
+) -> set[int]:
+    """Profiles whose copy of this leader position's open is planned, sent or unknown."""
+    return {key[0] for key in await opens_in_flight_pairs(conn, profile_ids, [leader_position_key])}
+
+
+async def opens_in_flight_pairs(
+    conn: asyncpg.Connection, profile_ids: list[int], leader_position_keys: list[str]
+) -> set[tuple[int, str]]:
+    rows = await conn.fetch(
+        "SELECT profile_id, leader_position_key FROM copy_intents WHERE action = 'open' "
+        "AND state = ANY($3::text[]) AND profile_id = ANY($1::bigint[]) AND leader_position_key = ANY($2::text[])",
+        profile_ids,
+        leader_position_keys,
+        list(OPEN_STATES),
+    )
+    return {(r["profile_id"], r["leader_position_key"]) for r in rows}
 
 
 async def mark(conn: asyncpg.Connection, ids: list[str], state: str, *, error: str | None = None) -> None:

@@ -67,8 +67,16 @@ def close_amount(copied_collateral_usdc: int, leader: TradeEvent) -> int:
     full close, TP, SL or liquidation)."""
     if leader.kind.value != "partial_close":
         return copied_collateral_usdc
-    before = leader.collateral_usdc or 0
-    closed = leader.size_closed_usdc or 0
-    if before <= 0 or closed >= before:
+    return partial_close_amount(
+        copied_collateral_usdc, leader.collateral_usdc or 0, leader.size_closed_usdc or 0
+    )
+
+
+def partial_close_amount(
+    copied_collateral_usdc: int, leader_before_usdc: int, leader_closed_usdc: int
+) -> int:
+    """The leader's closed share of its collateral applied to the copy, rounded down (the rest
+    stays open); a share of all or more closes the copy whole."""
+    if leader_before_usdc <= 0 or leader_closed_usdc >= leader_before_usdc:
         return copied_collateral_usdc
-    return copied_collateral_usdc * closed // before
+    return copied_collateral_usdc * leader_closed_usdc // leader_before_usdc

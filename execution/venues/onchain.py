@@ -141,6 +141,9 @@ class OnchainVenue:
         self._registry = Registry()
         self._execution_fee: int | None = config.execution_fee_wei
 
+    async def close(self) -> None:
+        await self.rpc.close()
+
     # --- reads --------------------------------------------------------------------------------
 
     async def _call(self, data: bytes, *, sender: str | None = None, value: int = 0) -> bytes:

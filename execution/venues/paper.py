@@ -182,6 +182,9 @@ class PaperVenue:
             for r in rows
         }
 
+    async def close(self) -> None:
+        """Nothing to release: the pool belongs to the caller."""
+
     async def open_positions(self, account: str) -> list[VenuePosition]:
         rows = await self.pool.fetch(
             "SELECT * FROM paper_positions WHERE account = $1 AND status = 'open' ORDER BY position_ref",

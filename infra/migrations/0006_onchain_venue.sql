@@ -22,3 +22,9 @@ CREATE TABLE onchain_nonces (
     delegate   text PRIMARY KEY,
     next_nonce bigint NOT NULL
 );
+
+-- A close planned while the follower's copy of the open was still in flight: it waits with no
+-- position_ref, and keeps the leader's numbers to size itself once the open has settled.
+ALTER TABLE copy_intents
+    ADD COLUMN leader_collateral_usdc bigint,
+    ADD COLUMN leader_closed_usdc bigint;

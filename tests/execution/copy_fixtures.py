@@ -53,14 +53,25 @@ def leader_event(
 
 
 async def add_followers(
-    pool: asyncpg.Pool, n: int, config: FollowConfig | None = None, *, equity: int = 10_000_000_000
+    pool: asyncpg.Pool,
+    n: int,
+    config: FollowConfig | None = None,
+    *,
+    equity: int = 10_000_000_000,
+    wallets: list[str] | None = None,
 ) -> list[int]:
+    """`n` paper followers of LEADER, or on-chain ones when their `wallets` are given."""
     config = config or FollowConfig(SizingMode.FIXED, fixed_collateral_usdc=100_000_000)
     ids = []
     async with pool.acquire() as conn:
-        for _ in range(n):
+        for k in range(n):
             pid = await ensure_profile(
-                conn, telegram_user_id=next(_USERS), name="main", venue="paper", equity_usdc=equity
+                conn,
+                telegram_user_id=next(_USERS),
+                name="main",
+                venue="onchain" if wallets else "paper",
+                equity_usdc=equity,
+                wallet_address=wallets[k] if wallets else None,
             )
             await add_follow(conn, pid, LEADER, config)
             ids.append(pid)

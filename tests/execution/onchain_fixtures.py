@@ -87,7 +87,7 @@ class LocalVenueChain:
 
     async def close(self) -> None:
         for venue in self.venues:
-            await venue.rpc.close()
+            await venue.close()
 
 
 @contextmanager
