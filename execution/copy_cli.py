@@ -1,5 +1,5 @@
-"""`vanta execute`, `vanta follow add|list|rm`, `vanta copies`, `vanta kill-switch`: the copy
-engine and its configuration without the bot."""
+"""`vanta execute`, `vanta reconcile`, `vanta follow add|list|rm`, `vanta copies`,
+`vanta kill-switch`: the copy engine and its configuration without the bot."""
 
 from __future__ import annotations
 
@@ -88,6 +88,46 @@ def execute(
                     services.pool, services.redis, target, feed, catalogue, config
                 ) as engine:
                     await engine.run(stop, start_id="0" if from_start else "$")
+            finally:
+                await target.close()
+
+    asyncio.run(run())
+
+
+def reconcile(
+    venue: str = typer.Option("paper", help="paper | onchain"),
+    fix: bool = typer.Option(False, help="correct the journal and close on the venue what it closed"),
+    every: float = typer.Option(0, min=0, help="repeat every this many seconds (0: once)"),
+) -> None:
+    """Compare followers' open positions on the venue with the journal; print each drift as JSON."""
+    from dataclasses import asdict
+
+    from data.pairs import load_catalogue
+    from execution.copy.engine import LastPriceFeed
+    from execution.copy.reconcile import reconcile as run_reconcile
+    from infra.runtime import open_services
+
+    settings = get_settings()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        catalogue = load_catalogue(settings.shared_data_dir / "avantis" / "trading_snapshot.json")
+        async with open_services(settings, with_redis=False) as services:
+            target = _venue(venue, services.pool, catalogue, LastPriceFeed(), 0)
+            try:
+                while True:
+                    for drift in await run_reconcile(services.pool, target, fix=fix):
+                        typer.echo(json.dumps(asdict(drift)))
+                    if not every:
+                        return
+                    try:
+                        await asyncio.wait_for(stop.wait(), every)
+                        return
+                    except TimeoutError:
+                        continue
             finally:
                 await target.close()
 
@@ -260,6 +300,7 @@ def kill_switch(state: str = typer.Argument(..., help="on | off")) -> None:
 
 def register(app: typer.Typer) -> None:
     app.command("execute")(execute)
+    app.command("reconcile")(reconcile)
     app.add_typer(follow_app, name="follow")
     app.command("copies")(copies)
     app.command("kill-switch")(kill_switch)

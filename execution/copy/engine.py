@@ -530,7 +530,8 @@ class CopyEngine:
                 close_fee_usdc = close_fee_usdc + $4, realized_pnl_usdc = realized_pnl_usdc + $5,
                 exit_price = $6, leader_exit_price = $7,
                 status = CASE WHEN $8 OR collateral_usdc - $3 <= 0 THEN 'closed' ELSE 'open' END,
-                closed_at = CASE WHEN $8 OR collateral_usdc - $3 <= 0 THEN now() ELSE closed_at END
+                closed_at = CASE WHEN $8 OR collateral_usdc - $3 <= 0 THEN now() ELSE closed_at END,
+                closed_by = CASE WHEN $8 OR collateral_usdc - $3 <= 0 THEN 'leader' ELSE closed_by END
             WHERE profile_id = $1 AND venue_position_ref = $2 AND status = 'open'
             RETURNING status
             """,

@@ -28,3 +28,6 @@ CREATE TABLE onchain_nonces (
 ALTER TABLE copy_intents
     ADD COLUMN leader_collateral_usdc bigint,
     ADD COLUMN leader_closed_usdc bigint;
+
+-- Who closed a copy: the engine mirroring its leader, or the venue (found by reconciliation).
+ALTER TABLE copy_positions ADD COLUMN closed_by text CHECK (closed_by IN ('leader', 'venue'));

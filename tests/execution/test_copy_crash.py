@@ -139,7 +139,11 @@ async def crash_engines(
                 proc.wait(15)
         await redis.delete(stream)
         await redis.aclose()
-    print(f"kills: {run.kills}, inside a fan-out: {run.cut_mid_fanout}")
+    outcomes = await pool.fetch(
+        "SELECT action, state, refusal_reason, error, count(*) AS n FROM copy_intents GROUP BY 1, 2, 3, 4 ORDER BY 1, 2"
+    )
+    print(f"kills: {run.kills}, inside a fan-out: {run.cut_mid_fanout}, outcomes:")
+    print([tuple(r.values()) for r in outcomes])
     return run
 
 
@@ -173,10 +177,6 @@ async def test_sigkill_during_fanout_executes_each_copy_exactly_once(
     assert run.kills == len(events) + 1
     assert run.cut_mid_fanout >= 10, f"only {run.cut_mid_fanout} kills landed inside a fan-out"
     expected = {intent_id(p, ev.event_id, ACTIONS[ev.kind]) for p in profiles for ev in events}
-    outcomes = await pool.fetch(
-        "SELECT action, state, refusal_reason, error, count(*) AS n FROM copy_intents GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3"
-    )
-    print([tuple(r.values()) for r in outcomes])
     orders = await pool.fetch("SELECT client_ref, count(*) AS n FROM paper_orders GROUP BY client_ref")
     duplicated = [r["client_ref"] for r in orders if r["n"] != 1]
     assert not duplicated, f"{len(duplicated)} copies reached the venue more than once"
@@ -199,10 +199,10 @@ async def test_sigkill_during_onchain_fanout_leaves_one_order_per_copy_on_the_co
     each (follower, open event) appears exactly once — every open carries its event's price as
     the expected price — with as many closes as close events and nothing left open."""
     pool = migrated_pool
-    events = open_close_events(10)
     with local_venue_chain() as local:
         wallets = local.add_followers(FOLLOWERS)
         profiles = await add_followers(pool, FOLLOWERS, wallets=wallets)
+        events = open_close_events(10)  # opened after the follows began
         env = engine_env(
             empty_db_url,
             redis_server_url,
