@@ -60,7 +60,9 @@ def execute(
 ) -> None:
     """Run the copy engine on the event stream until SIGINT/SIGTERM (several may run side by side)."""
     from data.pairs import load_catalogue
+    from data.sources.chain.rpc import ChainRpc
     from execution.copy.engine import CopyEngine, EngineConfig, LastPriceFeed
+    from execution.copy.leader_equity import ChainLeaderEquity
     from infra.runtime import open_services
 
     settings = get_settings()
@@ -83,13 +85,17 @@ def execute(
                 group=group or f"copy-{venue}",
                 chunk=chunk,
             )
+            # Leaders' equity (proportional sizing) from the chain; unreachable, it is a refusal.
+            chain = ChainRpc(settings.base_rpc_url, max_attempts=3)
+            equity = ChainLeaderEquity(chain, settings.usdc_address)
             try:
                 async with CopyEngine(
-                    services.pool, services.redis, target, feed, catalogue, config
+                    services.pool, services.redis, target, feed, catalogue, config, leader_equity=equity
                 ) as engine:
                     await engine.run(stop, start_id="0" if from_start else "$")
             finally:
                 await target.close()
+                await chain.close()
 
     asyncio.run(run())
 

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     copy_execution_max_delay_ms: int = Field(500, gt=0)
     # The on-chain venue: the contract orders go to, and the caps on each delegate transaction.
     avantis_trading_address: str = "0x44914408af82bC9983bbb330e3578E1105e11d4e"
+    # USDC on Base: leaders' wallet balances for proportional sizing.
+    usdc_address: str = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
     copy_gas_limit: int = Field(1_500_000, gt=21_000)
     copy_max_fee_per_gas_wei: int = Field(50 * 10**9, gt=0)
     copy_priority_fee_wei: int = Field(10**6, ge=0)
@@ -87,7 +89,7 @@ class Settings(BaseSettings):
             raise ValueError('must be a JSON object of symbol to feed id, e.g. {"BTC/USD": "0x..."}')
         return value
 
-    @field_validator("avantis_addresses", "avantis_trading_address")
+    @field_validator("avantis_addresses", "avantis_trading_address", "usdc_address")
     @classmethod
     def _addresses_are_hex(cls, value: str) -> str:
         for item in filter(None, (v.strip() for v in value.split(","))):

@@ -30,7 +30,8 @@ from data.pairs import Pair
 from execution.copy import journal
 from execution.copy.follows import follows_of
 from execution.copy.journal import Intent, intent_id
-from execution.copy.model import CopyAction, Follow, Refusal, SizedOpen
+from execution.copy.leader_equity import LeaderEquity
+from execution.copy.model import CopyAction, Follow, Refusal, SizedOpen, SizingMode
 from execution.copy.risk import Facts, check_close, check_open, limits_hit
 from execution.copy.sizing import close_amount, partial_close_amount
 from execution.venues.base import PriceFeed, Venue, VenueOrder, VenueResult
@@ -129,7 +130,7 @@ class CopyEngine:
         feed: PriceFeed,
         catalogue: dict[int, Pair],
         config: EngineConfig | None = None,
-        leader_equity: dict[str, int] | None = None,
+        leader_equity: LeaderEquity | None = None,
     ):
         self.pool = pool
         self.redis = redis
@@ -137,7 +138,7 @@ class CopyEngine:
         self.feed = feed
         self.catalogue = catalogue
         self.config = config or EngineConfig()
-        self.leader_equity = leader_equity or {}
+        self.leader_equity = leader_equity
         self._lock_conn: asyncpg.Connection | None = None
 
     async def __aenter__(self) -> CopyEngine:
@@ -174,6 +175,15 @@ class CopyEngine:
         kill = await self._kill_switch()
         now_ms = int(time.time() * 1000)
         price = self.feed.price(event.pair_index)
+        leader_equity = None
+        proportional = any(f.config.sizing_mode is SizingMode.PROPORTIONAL for f in follows)
+        if proportional and self.leader_equity is not None and event.kind is EventKind.OPEN:
+            try:
+                leader_equity = await self.leader_equity.equity_usdc(conn, event)
+            except Exception as exc:  # sizing refuses with leader_equity_unknown, it never guesses
+                log.warning(
+                    "leader equity unavailable", extra=log_fields(leader=event.trader, error=str(exc)[:200])
+                )
         return {
             pid: Facts(
                 now_ms=now_ms,
@@ -182,7 +192,7 @@ class CopyEngine:
                 price=price,
                 exposure_usdc=by_profile.get(pid, (0, 0))[0],
                 realized_today_usdc=by_profile.get(pid, (0, 0))[1],
-                leader_equity_usdc=self.leader_equity.get(event.trader),
+                leader_equity_usdc=leader_equity,
             )
             for pid in ids
         }

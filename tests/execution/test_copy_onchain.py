@@ -19,6 +19,7 @@ from data.sources.chain.indexer import Indexer, IndexerConfig
 from data.sources.chain.rpc import ChainRpc
 from execution.copy.engine import CopyEngine, EngineConfig, LastPriceFeed
 from execution.copy.follows import add_follow, ensure_profile
+from execution.copy.leader_equity import ChainLeaderEquity
 from execution.copy.model import FollowConfig, SizingMode
 from infra.bus import connect
 from tests.execution.onchain_fixtures import (
@@ -55,8 +56,10 @@ async def run_scenario(local: LocalVenueChain, pool: asyncpg.Pool, redis_url: st
     leader = chain.impersonate("0x" + "1e" * 20)
     chain.send_as(chain.usdc.functions.mint(leader, 1_000_000 * USDC), chain.keeper)
     chain.send_as(chain.usdc.functions.approve(chain.trading.address, 2**255), leader)
-    fixed, multiple, reverse, undelegated = local.add_followers(3) + local.add_followers(1, delegated=False)
+    fixed, multiple, reverse, proportional = local.add_followers(4)
+    (undelegated,) = local.add_followers(1, delegated=False)
     configs = {
+        proportional: FollowConfig(SizingMode.PROPORTIONAL),
         fixed: FollowConfig(SizingMode.FIXED, fixed_collateral_usdc=200 * USDC),
         multiple: FollowConfig(SizingMode.MULTIPLIER, multiplier=Decimal("0.5"), leverage_cap=Decimal(5)),
         reverse: FollowConfig(SizingMode.EQUITY_PCT, equity_pct=Decimal(2), reverse=True),
@@ -96,14 +99,16 @@ async def run_scenario(local: LocalVenueChain, pool: asyncpg.Pool, redis_url: st
     catalogue = builtin_catalogue()
     async with (
         Indexer(rpc, pool, redis, indexer_config) as indexer,
-        CopyEngine(pool, redis, venue, feed, catalogue, engine_config) as engine,
+        CopyEngine(
+            pool, redis, venue, feed, catalogue, engine_config, ChainLeaderEquity(rpc, chain.usdc.address)
+        ) as engine,
     ):
         tasks = [
             asyncio.create_task(indexer.tail(local.node.ws_url, stop)),
             asyncio.create_task(engine.run(stop, start_id="0")),
         ]
         try:
-            with local.keeper([fixed, multiple, reverse, undelegated]) as keeper:
+            with local.keeper(list(configs)) as keeper:
                 await scenario(local, pool, leader, leader_order, profiles)
                 assert keeper.errors == []
         finally:
@@ -152,8 +157,8 @@ async def scenario(
     profiles: dict[str, int],
 ) -> None:
     chain, fn = local.chain, local.chain.trading.functions
-    fixed, multiple, reverse, _ = profiles
-    copied = [fixed, multiple, reverse]
+    proportional, fixed, multiple, reverse, _ = profiles
+    copied = [proportional, fixed, multiple, reverse]
 
     async def settled() -> bool:
         return not await pool.fetchval(
@@ -172,7 +177,7 @@ async def scenario(
 
     # 1. The leader opens a BTC long, 2,000 USDC x10 with a TP; the followers copy it.
     trade = (leader, BTC, 0, 2_000 * USDC, 0, 0, True, 10 * E10, 66_000 * E10, 0, 0)
-    await step(lambda: leader_order(fn.openTrade(trade, 0, E10), 60_000 * E10), 4)
+    await step(lambda: leader_order(fn.openTrade(trade, 0, E10), 60_000 * E10), 5)
     fee = lambda c, lev: c * lev * 450 // 1_000_000  # noqa: E731 - the mock's 0.045 % on notional
     t = {w: local.trade(w, BTC, 0) for w in copied}
     assert (t[fixed]["collateral"], t[fixed]["leverage"], t[fixed]["buy"]) == (
@@ -191,42 +196,48 @@ async def scenario(
         False,
         0,
     )
+    # Proportional: the leader put 1,991 of 999,991 USDC (wallet after the open + the position).
+    leader_c = 2 * half
+    leader_equity = local.usdc_of(leader) + leader_c
+    want = 50_000 * USDC * leader_c // leader_equity
+    assert t[proportional]["collateral"] == want - fee(want, 10)
     opened = {w: t[w]["collateral"] for w in copied}
-    await assert_books_match_chain(local, pool, profiles, BTC)
+    await assert_books_match_chain(local, pool, profiles, copied, BTC)
 
     # 2. BTC +1.5 %: the leader closes 40 % of the position; followers close 40 % of theirs.
     local.prices[BTC] = 60_900 * E10
     leader_collateral = fn.openTrades(leader, BTC, 0).call()[3]
     part = leader_collateral * 2 // 5
-    await step(lambda: leader_order(fn.closeTradeMarket(BTC, 0, part), 60_900 * E10), 4)
+    await step(lambda: leader_order(fn.closeTradeMarket(BTC, 0, part), 60_900 * E10), 5)
     for w in copied:
         assert local.trade(w, BTC, 0)["collateral"] == opened[w] - opened[w] * part // leader_collateral
-    await assert_books_match_chain(local, pool, profiles, BTC)
+    await assert_books_match_chain(local, pool, profiles, copied, BTC)
 
     # 3. The leader moves the TP: copied on the same-side copies, not on the reversed one.
-    await step(lambda: chain.send_as(fn.updateTp(BTC, 0, 64_000 * E10), leader), 4)
+    await step(lambda: chain.send_as(fn.updateTp(BTC, 0, 64_000 * E10), leader), 5)
     assert local.trade(fixed, BTC, 0)["tp"] == 64_000 * E10
     assert local.trade(multiple, BTC, 0)["tp"] == 64_000 * E10
     assert local.trade(reverse, BTC, 0)["tp"] == 0
 
     # 4. An ETH short liquidated: the followers' copies are closed (at the keeper's price).
     eth = (leader, ETH, 0, 1_000 * USDC, 0, 0, False, 20 * E10, 0, 0, 0)
-    await step(lambda: leader_order(fn.openTrade(eth, 0, E10), 3_000 * E10), 4)
+    await step(lambda: leader_order(fn.openTrade(eth, 0, E10), 3_000 * E10), 5)
     assert all(local.trade(w, ETH, 0)["leverage"] > 0 for w in copied)
     local.prices[ETH] = 3_120 * E10
-    await step(lambda: chain.send_as(fn.executeLimit(leader, ETH, 0, 2, 3_150 * E10), chain.keeper), 4)
+    await step(lambda: chain.send_as(fn.executeLimit(leader, ETH, 0, 2, 3_150 * E10), chain.keeper), 5)
     assert all(local.trade(w, ETH, 0)["leverage"] == 0 for w in copied)
 
     # 5. The leader closes the rest of BTC; so do the followers.
     rest = fn.openTrades(leader, BTC, 0).call()[3]
-    await step(lambda: leader_order(fn.closeTradeMarket(BTC, 0, rest), 61_500 * E10), 4)
+    await step(lambda: leader_order(fn.closeTradeMarket(BTC, 0, rest), 61_500 * E10), 5)
     assert all(local.trade(w, BTC, 0)["leverage"] == 0 for w in copied)
 
 
 async def assert_books_match_chain(
-    local: LocalVenueChain, pool: asyncpg.Pool, profiles: dict[str, int], pair: int
+    local: LocalVenueChain, pool: asyncpg.Pool, profiles: dict[str, int], wallets: list[str], pair: int
 ) -> None:
-    for wallet, pid in list(profiles.items())[:3]:
+    for wallet in wallets:
+        pid = profiles[wallet]
         booked = await pool.fetchval(
             "SELECT collateral_usdc FROM copy_positions WHERE profile_id = $1 AND status = 'open' AND pair_index = $2",
             pid,
