@@ -33,6 +33,11 @@ def _venue(name: str, pool: Any, catalogue: dict[int, Any], feed: Any, paper_lat
         return PaperVenue(pool, catalogue, feed, latency_ms=paper_latency_ms)
     if settings.copy_delegate_key is None:
         raise typer.BadParameter("COPY_DELEGATE_KEY is not set", param_hint="--venue")
+    key = settings.copy_delegate_key.get_secret_value()
+    if name == "veranta":
+        from execution.venues.veranta import VerantaVenue
+
+        return VerantaVenue(pool, key)  # the SDK's own VERANTA_* settings pick the network and URLs
     from data.sources.chain.rpc import ChainRpc
     from execution.venues.onchain import OnchainConfig, OnchainVenue
 
@@ -45,12 +50,11 @@ def _venue(name: str, pool: Any, catalogue: dict[int, Any], feed: Any, paper_lat
         execution_fee_wei=settings.copy_execution_fee_wei,
         fill_timeout_s=settings.copy_fill_timeout_s,
     )
-    key = settings.copy_delegate_key.get_secret_value()
     return OnchainVenue(pool, ChainRpc(settings.base_rpc_url), key, config, pairs=sorted(catalogue))
 
 
 def execute(
-    venue: str = typer.Option("paper", help="paper | onchain (veranta: see the README)"),
+    venue: str = typer.Option("paper", help="paper | onchain | veranta"),
     paper_latency_ms: int = typer.Option(0, min=0),
     from_start: bool = typer.Option(False, help="consume the stream from its start, not only new events"),
     claim_idle_ms: int = typer.Option(5000, min=100, help="take over a dead engine's messages after this"),
@@ -66,8 +70,8 @@ def execute(
     from infra.runtime import open_services
 
     settings = get_settings()
-    if venue not in ("paper", "onchain"):
-        raise typer.BadParameter("paper or onchain", param_hint="--venue")
+    if venue not in ("paper", "onchain", "veranta"):
+        raise typer.BadParameter("paper, onchain or veranta", param_hint="--venue")
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -101,7 +105,7 @@ def execute(
 
 
 def reconcile(
-    venue: str = typer.Option("paper", help="paper | onchain"),
+    venue: str = typer.Option("paper", help="paper | onchain | veranta"),
     fix: bool = typer.Option(False, help="correct the journal and close on the venue what it closed"),
     every: float = typer.Option(0, min=0, help="repeat every this many seconds (0: once)"),
 ) -> None:
@@ -145,7 +149,7 @@ def follow_add(
     leader: str = typer.Argument(..., help="leader address"),
     user: int = typer.Option(..., help="the follower's Telegram user id"),
     profile: str = typer.Option("default", help="the follower's profile name"),
-    venue: str = typer.Option("paper", help="paper | onchain"),
+    venue: str = typer.Option("paper", help="paper | onchain | veranta"),
     wallet: str = typer.Option(None, help="the follower's wallet, delegated to our key (onchain venue)"),
     equity: str = typer.Option(None, help="the profile's equity in USDC (needed by equity_pct/proportional)"),
     mode: str = typer.Option("fixed", help="fixed | equity_pct | proportional | multiplier"),
@@ -192,9 +196,9 @@ def follow_add(
     }
     if mode in needed and not needed[mode]:
         raise typer.BadParameter(f"mode {mode} needs its amount (--fixed, --pct or --multiplier)")
-    if venue == "onchain" and not (wallet and wallet.startswith("0x") and len(wallet) == 42):
+    if venue in ("onchain", "veranta") and not (wallet and wallet.startswith("0x") and len(wallet) == 42):
         raise typer.BadParameter(
-            "the onchain venue needs the follower's 0x wallet address", param_hint="--wallet"
+            f"the {venue} venue needs the follower's 0x wallet address", param_hint="--wallet"
         )
 
     async def run() -> dict[str, int]:

@@ -59,8 +59,9 @@ async def add_followers(
     *,
     equity: int = 10_000_000_000,
     wallets: list[str] | None = None,
+    venue: str | None = None,
 ) -> list[int]:
-    """`n` paper followers of LEADER, or on-chain ones when their `wallets` are given."""
+    """`n` followers of LEADER: on paper, or on `venue` (default onchain) with their `wallets`."""
     config = config or FollowConfig(SizingMode.FIXED, fixed_collateral_usdc=100_000_000)
     ids = []
     async with pool.acquire() as conn:
@@ -69,7 +70,7 @@ async def add_followers(
                 conn,
                 telegram_user_id=next(_USERS),
                 name="main",
-                venue="onchain" if wallets else "paper",
+                venue=venue or ("onchain" if wallets else "paper"),
                 equity_usdc=equity,
                 wallet_address=wallets[k] if wallets else None,
             )

@@ -1,0 +1,253 @@
+"""The Veranta venue: veranta-sdk in delegate mode. Our delegate key signs each follower's market
+open or close as an EIP-712 intent (`trade.market_open` / `trade.market_close`) and the relayer
+executes it gaslessly; the follower registered our delegate once and we can trade, not withdraw.
+
+Exactly once rests on `veranta_orders`, keyed by our intent id and written before the SDK is
+called: a second submit of the same intent never builds a second order, it resolves the first.
+The relayer's trackingId is stored the moment the stream announces it (`MarketOrderAccepted`),
+and an order with a trackingId is settled by replaying its lifecycle (`wait`). The one gap is a
+crash between the request and that first event: the order may or may not have reached the relayer.
+Every intent carries a deadline (the SDK's default is 120 s), so once it has passed the order can
+no longer execute; the venue then reads the follower's positions, and a position on the pair and
+side opened after the request that no copy accounts for is taken as the fill. Until the deadline
+has passed such an order stays unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import httpx
+from veranta_sdk import AsyncVeranta
+from veranta_sdk.errors import ApiError, RelayError
+
+from data.events import Side
+from data.units import MICRO, from_e10
+from execution.venues.base import VenueOrder, VenuePosition, VenueResult
+from infra.logs import log_fields
+
+log = logging.getLogger("vanta.venue.veranta")
+
+INTENT_DEADLINE = timedelta(seconds=150)  # the SDK's 120 s intent deadline and a margin
+
+
+class OrderPending(TimeoutError):
+    """The relayer has not settled these orders yet, or cannot be asked yet; look up later."""
+
+
+def _human(micro: int) -> Decimal:
+    return Decimal(micro) / MICRO
+
+
+def _result_json(result: VenueResult) -> str:
+    return json.dumps({k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(result).items()})
+
+
+def _result_from_json(raw: str) -> VenueResult:
+    data = json.loads(raw)
+    if data.get("price") is not None:
+        data["price"] = Decimal(data["price"])
+    return VenueResult(**data)
+
+
+def result_from_fill(client_ref: str, action: str, requested: int, fill: dict[str, Any]) -> VenueResult:
+    """A `MarketOrderExecuted` payload (uints as strings, 1e6 USDC, 1e10 prices) as a result."""
+    t = fill["t"]
+    price = from_e10(int(fill["price"]))
+    ref = f"{int(t['pairIndex'])}:{int(t['index'])}"
+    if action == "open":
+        collateral = int(t["initialPosToken"])
+        return VenueResult(client_ref, "filled", price, collateral, requested - collateral, position_ref=ref)
+    closed = int(fill["positionSizeUSDC"])
+    sent = int(fill["usdcSentToTrader"])
+    gross = closed * int(fill["percentProfit"]) // (100 * 10**10)
+    # The terminal names no fee: closing fee, rollover and funding are what the PnL lost on the way.
+    costs = max(0, closed + gross - sent) if sent > 0 else 0
+    return VenueResult(
+        client_ref, "filled", price, closed, costs, usdc_sent=sent, pnl_usdc=sent - closed, position_ref=ref
+    )
+
+
+class VerantaVenue:
+    name = "veranta"
+
+    def __init__(self, pool: asyncpg.Pool, delegate_key: str, sdk_config: dict[str, Any] | None = None):
+        self.pool = pool
+        self._key = delegate_key  # handed to the SDK's signer only
+        self._sdk_config = sdk_config or {}
+        self._clients: dict[str, AsyncVeranta] = {}
+
+    def _client(self, account: str) -> AsyncVeranta:
+        """One SDK client per follower: in delegate mode the trader is part of its configuration."""
+        client = self._clients.get(account.lower())
+        if client is None:
+            client = AsyncVeranta(private_key=self._key, trader_address=account, **self._sdk_config)
+            self._clients[account.lower()] = client
+        return client
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+    # --- sending ------------------------------------------------------------------------------
+
+    async def submit_many(self, orders: list[VenueOrder]) -> list[VenueResult]:
+        results = await asyncio.gather(*(self._submit(o) for o in orders), return_exceptions=True)
+        pending = [r for r in results if isinstance(r, BaseException)]
+        if pending:
+            raise OrderPending(f"{len(pending)} of {len(orders)} Veranta orders unsettled: {pending[0]}")
+        return list(results)  # type: ignore[arg-type]
+
+    async def _submit(self, order: VenueOrder) -> VenueResult:
+        inserted = await self.pool.fetchval(
+            "INSERT INTO veranta_orders (client_ref, account, action, pair_index, side, requested) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (client_ref) DO NOTHING RETURNING created_at",
+            order.client_ref,
+            order.account.lower(),
+            order.action,
+            order.pair_index,
+            order.side.value if order.side else None,
+            order.collateral_usdc,
+        )
+        if inserted is None:  # asked before: resolve that order, never place another
+            row = await self.pool.fetchrow(
+                "SELECT * FROM veranta_orders WHERE client_ref = $1", order.client_ref
+            )
+            return await self._resolve(row)
+        if order.action == "update_tp_sl":
+            # TP/SL go through the core API's price triggers, which this venue does not drive yet.
+            return await self._store(
+                order.client_ref,
+                VenueResult(order.client_ref, "rejected", reason="TP/SL updates not supported on veranta"),
+            )
+
+        async def remember(event: Any) -> None:
+            if event.type == "MarketOrderAccepted" and event.data.get("trackingId"):
+                await self.pool.execute(
+                    "UPDATE veranta_orders SET tracking_id = $2 WHERE client_ref = $1",
+                    order.client_ref,
+                    str(event.data["trackingId"]),
+                )
+
+        trade = self._client(order.account).trade
+        try:
+            if order.action == "open":
+                assert order.side is not None and order.leverage is not None
+                receipt = await trade.market_open(
+                    order.pair_index,
+                    order.side.value,
+                    collateral=_human(order.collateral_usdc),
+                    leverage=order.leverage,
+                    open_price=order.reference_price,
+                    take_profit=order.tp,
+                    stop_loss=order.sl,
+                    slippage_percent=Decimal(order.max_slippage_bps) / 100,
+                    on_event=remember,
+                )
+            else:
+                pair, index = (int(x) for x in (order.position_ref or "").split(":"))
+                receipt = await trade.market_close(
+                    pair, index, _human(order.collateral_usdc), on_event=remember
+                )
+        except RelayError as exc:  # a terminal answer: canceled by the protocol, or refused
+            reason = f"{exc.code or 'relay error'}: {exc}"[:300]
+            return await self._store(
+                order.client_ref, VenueResult(order.client_ref, "rejected", reason=reason)
+            )
+        except (ApiError, httpx.HTTPError) as exc:
+            if getattr(exc, "status", None) in (400, 404, 422):  # the request itself was refused
+                return await self._store(
+                    order.client_ref, VenueResult(order.client_ref, "rejected", reason=str(exc)[:300])
+                )
+            raise OrderPending(f"Veranta did not answer for {order.client_ref}: {exc}") from exc
+        assert receipt.raw is not None
+        result = result_from_fill(order.client_ref, order.action, order.collateral_usdc, receipt.raw)
+        return await self._store(order.client_ref, result)
+
+    async def _store(self, client_ref: str, result: VenueResult) -> VenueResult:
+        await self.pool.execute(
+            "UPDATE veranta_orders SET outcome = $2::jsonb WHERE client_ref = $1 AND outcome IS NULL",
+            client_ref,
+            _result_json(result),
+        )
+        return result
+
+    # --- resolving ----------------------------------------------------------------------------
+
+    async def _resolve(self, row: asyncpg.Record) -> VenueResult:
+        if row["outcome"] is not None:
+            return _result_from_json(row["outcome"])
+        ref = row["client_ref"]
+        client = self._client(row["account"])
+        if row["tracking_id"] is not None:
+            try:
+                outcome = await client.engine.batched_market.wait(row["tracking_id"], timeout_s=30)
+            except RelayError as exc:
+                return await self._store(ref, VenueResult(ref, "rejected", reason=f"{exc.code}: {exc}"[:300]))
+            assert outcome.terminal is not None
+            return await self._store(
+                ref, result_from_fill(ref, row["action"], row["requested"], outcome.terminal.data)
+            )
+        if datetime.now(UTC) < row["created_at"] + INTENT_DEADLINE:
+            raise OrderPending(f"{ref}: no trackingId yet and its intent may still execute")
+        found = await self._unaccounted_fill(row)
+        if found is None:
+            log.warning("order never reached Veranta; its deadline has passed", extra=log_fields(intent=ref))
+            return await self._store(ref, VenueResult(ref, "rejected", reason="never reached the relayer"))
+        return await self._store(ref, found)
+
+    async def _unaccounted_fill(self, row: asyncpg.Record) -> VenueResult | None:
+        """After the deadline, an open is found by the position it would have made."""
+        if row["action"] != "open":
+            return None  # a close that did not happen leaves the position: reconciliation sees it
+        booked = {
+            r["venue_position_ref"]
+            for r in await self.pool.fetch(
+                "SELECT venue_position_ref FROM copy_positions p JOIN copytrader_profiles f ON f.id = p.profile_id "
+                "WHERE lower(f.wallet_address) = $1 AND p.status = 'open'",
+                row["account"],
+            )
+        }
+        for p in await self.open_positions(row["account"]):
+            if p.position_ref in booked or p.pair_index != row["pair_index"] or p.side.value != row["side"]:
+                continue
+            return VenueResult(
+                row["client_ref"], "filled", p.entry_price, p.collateral_usdc, 0, position_ref=p.position_ref
+            )
+        return None
+
+    async def lookup(self, client_refs: list[str]) -> dict[str, VenueResult]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM veranta_orders WHERE client_ref = ANY($1::text[])", client_refs
+        )
+        resolved = await asyncio.gather(*(self._resolve(r) for r in rows), return_exceptions=True)
+        out = {
+            r["client_ref"]: res
+            for r, res in zip(rows, resolved, strict=True)
+            if isinstance(res, VenueResult)
+        }
+        if len(out) < len(rows):
+            raise OrderPending(f"{len(rows) - len(out)} Veranta orders cannot be resolved yet")
+        return out
+
+    async def open_positions(self, account: str) -> list[VenuePosition]:
+        data = await self._client(account).account.positions()
+        return [
+            VenuePosition(
+                f"{p.pair_index}:{p.index}",
+                p.pair_index,
+                Side.LONG if p.buy else Side.SHORT,
+                int(p.collateral_raw),
+                from_e10(int(p.leverage_raw)),
+                from_e10(int(p.open_price_raw)),
+            )
+            for p in data.positions
+        ]
