@@ -72,21 +72,17 @@ def order_stream(
 ) -> None:
     """Follow leaders' fills on Veranta's order stream until interrupted; new events are stored
     and published, gaps after a reconnect are filled from the history API."""
-    import signal
 
     from veranta_sdk import AsyncVeranta
 
     from data.events import TradeEvent
     from data.sources.veranta_orders.stream import OrderStreamSource, history_gap_fill
     from data.store import insert_events, publish_events
-    from infra.runtime import open_services
+    from infra.runtime import open_services, stop_on_signals
     from infra.settings import get_settings
 
     async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         overrides = {"history_api_url": history_url} if history_url else {}
         async with AsyncVeranta(**overrides) as client, open_services(get_settings()) as services:
 
@@ -202,19 +198,15 @@ def index_tail(
     confirmations: int = typer.Option(None, help="default: CONFIRMATION_DEPTH"),
 ) -> None:
     """Follow new blocks until interrupted (SIGINT/SIGTERM), resuming from the checkpoint."""
-    import signal
 
     from data.sources.chain.indexer import Indexer
-    from infra.runtime import open_services
+    from infra.runtime import open_services, stop_on_signals
 
     settings, rpc, config = _indexer_parts(rpc_url, confirmations)
     ws = settings.base_ws_url if ws_url is None else (None if ws_url == "none" else ws_url)
 
     async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         async with open_services(settings) as services:
             try:
                 async with Indexer(rpc, services.pool, services.redis, config) as indexer:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
 
 import typer
@@ -101,15 +100,12 @@ def track(window_days: int = typer.Option(30, min=1)) -> None:
     from execution.tracker import Tracker
     from infra.bus import StreamBus
     from infra.metrics import serve_metrics
-    from infra.runtime import open_services
+    from infra.runtime import open_services, stop_on_signals
 
     settings = get_settings()
 
     async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         serve_metrics(settings.metrics_port)
         async with open_services(settings) as services:
             tracker = Tracker(services.pool, window_days=window_days, eligibility=_eligibility(settings))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 from decimal import Decimal
 from typing import Any
 
@@ -67,17 +66,14 @@ def execute(
     from data.sources.chain.rpc import ChainRpc
     from execution.copy.engine import CopyEngine, EngineConfig, LastPriceFeed
     from execution.copy.leader_equity import ChainLeaderEquity
-    from infra.runtime import open_services
+    from infra.runtime import open_services, stop_on_signals
 
     settings = get_settings()
     if venue not in ("paper", "onchain", "veranta"):
         raise typer.BadParameter("paper, onchain or veranta", param_hint="--venue")
 
     async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         catalogue = load_catalogue(settings.shared_data_dir / "avantis" / "trading_snapshot.json")
         async with open_services(settings) as services:
             feed = LastPriceFeed()
@@ -115,15 +111,12 @@ def reconcile(
     from data.pairs import load_catalogue
     from execution.copy.engine import LastPriceFeed
     from execution.copy.reconcile import reconcile as run_reconcile
-    from infra.runtime import open_services
+    from infra.runtime import open_services, stop_on_signals
 
     settings = get_settings()
 
     async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         catalogue = load_catalogue(settings.shared_data_dir / "avantis" / "trading_snapshot.json")
         async with open_services(settings, with_redis=False) as services:
             target = _venue(venue, services.pool, catalogue, LastPriceFeed(), 0)

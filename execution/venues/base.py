@@ -6,7 +6,8 @@ that is how an order whose outcome we lost (crash, timeout) is resolved without 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Protocol
 
@@ -44,6 +45,17 @@ class VenueResult:
     @property
     def filled(self) -> bool:
         return self.status == "filled"
+
+    def to_json(self) -> str:
+        """As a venue stores an outcome it settled (prices as exact decimal strings)."""
+        return json.dumps({k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(self).items()})
+
+    @classmethod
+    def from_json(cls, raw: str) -> VenueResult:
+        data = json.loads(raw)
+        if data.get("price") is not None:
+            data["price"] = Decimal(data["price"])
+        return cls(**data)
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,9 @@ the order's slippage bound). The venue waits for the second step up to `fill_tim
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from dataclasses import asdict, dataclass
-from decimal import Decimal
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -83,17 +81,6 @@ def _revert_reason(exc: RpcError) -> str:
     text = str(exc)
     marker = "execution reverted"
     return text[text.index(marker) :] if marker in text else text
-
-
-def _result_json(result: VenueResult) -> str:
-    return json.dumps({k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(result).items()})
-
-
-def _result_from_json(raw: str) -> VenueResult:
-    data = json.loads(raw)
-    if data.get("price") is not None:
-        data["price"] = Decimal(data["price"])
-    return VenueResult(**data)
 
 
 @dataclass(frozen=True)
@@ -278,7 +265,7 @@ class OnchainVenue:
         unsettled = [r for r in stored.values() if r["outcome"] is None]
         for r in stored.values():
             if r["outcome"] is not None:
-                results[r["client_ref"]] = _result_from_json(r["outcome"])
+                results[r["client_ref"]] = VenueResult.from_json(r["outcome"])
         if unsettled:
             await self._broadcast([r["raw_tx"] for r in sorted(unsettled, key=lambda r: r["nonce"])])
             results |= await self._settle(unsettled)
@@ -501,7 +488,7 @@ class OnchainVenue:
         if done:
             await self.pool.executemany(
                 "UPDATE onchain_txs SET outcome = $2::jsonb WHERE client_ref = $1 AND outcome IS NULL",
-                [(p.client_ref, _result_json(p.result)) for p in done if p.result is not None],
+                [(p.client_ref, p.result.to_json()) for p in done if p.result is not None],
             )
 
     async def lookup(self, client_refs: list[str]) -> dict[str, VenueResult]:
@@ -510,7 +497,9 @@ class OnchainVenue:
         rows = await self.pool.fetch(
             "SELECT * FROM onchain_txs WHERE client_ref = ANY($1::text[])", client_refs
         )
-        results = {r["client_ref"]: _result_from_json(r["outcome"]) for r in rows if r["outcome"] is not None}
+        results = {
+            r["client_ref"]: VenueResult.from_json(r["outcome"]) for r in rows if r["outcome"] is not None
+        }
         unsettled = [r for r in rows if r["outcome"] is None]
         if unsettled:
             await self._broadcast([r["raw_tx"] for r in sorted(unsettled, key=lambda r: r["nonce"])])

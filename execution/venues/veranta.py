@@ -16,9 +16,7 @@ has passed such an order stays unknown.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -44,17 +42,6 @@ class OrderPending(TimeoutError):
 
 def _human(micro: int) -> Decimal:
     return Decimal(micro) / MICRO
-
-
-def _result_json(result: VenueResult) -> str:
-    return json.dumps({k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(result).items()})
-
-
-def _result_from_json(raw: str) -> VenueResult:
-    data = json.loads(raw)
-    if data.get("price") is not None:
-        data["price"] = Decimal(data["price"])
-    return VenueResult(**data)
 
 
 def result_from_fill(client_ref: str, action: str, requested: int, fill: dict[str, Any]) -> VenueResult:
@@ -176,7 +163,7 @@ class VerantaVenue:
         await self.pool.execute(
             "UPDATE veranta_orders SET outcome = $2::jsonb WHERE client_ref = $1 AND outcome IS NULL",
             client_ref,
-            _result_json(result),
+            result.to_json(),
         )
         return result
 
@@ -184,7 +171,7 @@ class VerantaVenue:
 
     async def _resolve(self, row: asyncpg.Record) -> VenueResult:
         if row["outcome"] is not None:
-            return _result_from_json(row["outcome"])
+            return VenueResult.from_json(row["outcome"])
         ref = row["client_ref"]
         client = self._client(row["account"])
         if row["tracking_id"] is not None:
