@@ -156,6 +156,9 @@ def follow_add(
     reverse: bool = typer.Option(False),
     copy_existing: bool = typer.Option(False, help="also copy positions the leader already holds"),
     slippage_bps: int = typer.Option(50, min=0),
+    regime_guard: bool = typer.Option(
+        False, help="refuse opens while the regime model says red (or has no answer: not served yet)"
+    ),
     block: list[int] = typer.Option([], help="pair index never to copy (repeatable)"),
     allow: list[int] = typer.Option([], help="only these pair indexes (repeatable)"),
 ) -> None:
@@ -179,6 +182,7 @@ def follow_add(
             reverse=reverse,
             copy_existing=copy_existing,
             slippage_bps=slippage_bps,
+            regime_guard=regime_guard,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -32,6 +32,7 @@ from execution.copy.follows import follows_of
 from execution.copy.journal import Intent, intent_id
 from execution.copy.leader_equity import LeaderEquity
 from execution.copy.model import CopyAction, Follow, Refusal, SizedOpen, SizingMode
+from execution.copy.regime import RegimeSource
 from execution.copy.risk import Facts, check_close, check_open, limits_hit
 from execution.copy.sizing import close_amount, partial_close_amount
 from execution.venues.base import PriceFeed, Venue, VenueOrder, VenueResult
@@ -131,6 +132,7 @@ class CopyEngine:
         catalogue: dict[int, Pair],
         config: EngineConfig | None = None,
         leader_equity: LeaderEquity | None = None,
+        regime: RegimeSource | None = None,
     ):
         self.pool = pool
         self.redis = redis
@@ -139,6 +141,7 @@ class CopyEngine:
         self.catalogue = catalogue
         self.config = config or EngineConfig()
         self.leader_equity = leader_equity
+        self.regime = regime
         self._lock_conn: asyncpg.Connection | None = None
 
     async def __aenter__(self) -> CopyEngine:
@@ -184,6 +187,15 @@ class CopyEngine:
                 log.warning(
                     "leader equity unavailable", extra=log_fields(leader=event.trader, error=str(exc)[:200])
                 )
+        regime = None
+        guarded = any(f.config.regime_guard for f in follows)
+        if guarded and self.regime is not None and event.kind is EventKind.OPEN:
+            try:
+                regime = await self.regime.regime(event.pair_index)
+            except Exception as exc:  # guarded follows refuse with regime_unknown
+                log.warning(
+                    "regime unavailable", extra=log_fields(pair=event.pair_index, error=str(exc)[:200])
+                )
         return {
             pid: Facts(
                 now_ms=now_ms,
@@ -193,6 +205,7 @@ class CopyEngine:
                 exposure_usdc=by_profile.get(pid, (0, 0))[0],
                 realized_today_usdc=by_profile.get(pid, (0, 0))[1],
                 leader_equity_usdc=leader_equity,
+                regime=regime,
             )
             for pid in ids
         }

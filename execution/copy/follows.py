@@ -17,7 +17,7 @@ SELECT f.id AS follow_id, f.leader_address, extract(epoch FROM f.followed_at)::b
        p.daily_loss_limit_usdc, p.max_drawdown_pct, p.max_total_exposure_usdc, p.status AS profile_status,
        c.sizing_mode, c.fixed_collateral_usdc, c.equity_pct, c.multiplier, c.per_trade_cap_usdc,
        c.leverage_cap, c.max_position_usdc, c.pair_allow, c.pair_block, c.side_filter, c.reverse,
-       c.copy_tp_sl, c.copy_existing, c.slippage_bps
+       c.copy_tp_sl, c.copy_existing, c.slippage_bps, c.regime_guard
 FROM leader_follows f
 JOIN copytrader_profiles p ON p.id = f.profile_id
 JOIN copy_configurations c ON c.id = f.config_id
@@ -53,6 +53,7 @@ def _follow(r: asyncpg.Record) -> Follow:
         copy_tp_sl=r["copy_tp_sl"],
         copy_existing=r["copy_existing"],
         slippage_bps=r["slippage_bps"],
+        regime_guard=r["regime_guard"],
     )
     return Follow(r["follow_id"], profile, config, r["leader_address"], r["followed_at"])
 
@@ -119,8 +120,8 @@ async def add_follow(conn: asyncpg.Connection, profile_id: int, leader: str, con
             """
             INSERT INTO copy_configurations (profile_id, sizing_mode, fixed_collateral_usdc, equity_pct, multiplier,
                 per_trade_cap_usdc, leverage_cap, max_position_usdc, pair_allow, pair_block, side_filter, reverse,
-                copy_tp_sl, copy_existing, slippage_bps)
-            VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) RETURNING id
+                copy_tp_sl, copy_existing, slippage_bps, regime_guard)
+            VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) RETURNING id
             """,
             profile_id,
             values["sizing_mode"],
@@ -137,6 +138,7 @@ async def add_follow(conn: asyncpg.Connection, profile_id: int, leader: str, con
             values["copy_tp_sl"],
             values["copy_existing"],
             values["slippage_bps"],
+            values["regime_guard"],
         )
         await conn.execute(
             "UPDATE leader_follows SET status = 'stopped', unfollowed_at = now() "

@@ -40,6 +40,8 @@ class Refusal(StrEnum):
     MAX_DRAWDOWN = "max_drawdown"
     NO_COPIED_POSITION = "no_copied_position"
     TP_SL_NOT_COPIED = "tp_sl_not_copied"
+    REGIME_RED = "regime_red"
+    REGIME_UNKNOWN = "regime_unknown"
 
 
 class CopyAction(StrEnum):
@@ -79,6 +81,7 @@ class FollowConfig:
     copy_tp_sl: bool = True
     copy_existing: bool = False
     slippage_bps: int = 50
+    regime_guard: bool = False  # refuse opens while the market-regime model says red
 
 
 @dataclass(frozen=True)

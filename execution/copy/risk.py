@@ -22,6 +22,7 @@ class Facts:
     exposure_usdc: int  # notional the profile has open now, across follows
     realized_today_usdc: int  # the profile's realized PnL since 00:00 UTC
     leader_equity_usdc: int | None = None
+    regime: str | None = None  # the pair's market regime (green | red), None when unknown
 
 
 def limits_hit(
@@ -78,6 +79,8 @@ def check_open(follow: Follow, event: TradeEvent, pair: Pair | None, facts: Fact
     moved_bps = abs(facts.price - event.price) * 10_000 / event.price
     if moved_bps > cfg.slippage_bps:
         return Refusal.SLIPPAGE
+    if cfg.regime_guard and facts.regime != "green":
+        return Refusal.REGIME_RED if facts.regime == "red" else Refusal.REGIME_UNKNOWN
     sized = size_open(cfg, follow.profile, event, pair, facts.leader_equity_usdc)
     if isinstance(sized, Refusal):
         return sized

@@ -12,6 +12,7 @@ import pytest
 from data.events import EventKind
 from execution.copy.engine import CopyEngine, EngineConfig
 from execution.copy.model import FollowConfig, SizingMode
+from execution.copy.regime import FixedRegime
 from execution.venues.paper import DictPriceFeed, PaperVenue
 from research.pnl import close_outcome, open_fee
 from tests.execution.copy_fixtures import BTC, CATALOGUE, LEADER, add_followers, leader_event
@@ -106,3 +107,37 @@ async def test_refusals_are_journaled_with_reasons_and_notified(migrated_pool: a
     assert reasons == {"below_venue_minimum", "side_filtered", "event_too_old"}
     assert await pool.fetchval("SELECT count(*) FROM paper_orders") == 0
     assert await pool.fetchval("SELECT count(*) FROM notifications WHERE kind = 'refused'") == 4
+
+
+async def test_regime_guard_refuses_opens_while_red_or_unknown(migrated_pool: asyncpg.Pool) -> None:
+    pool = migrated_pool
+    (free,) = await add_followers(pool, 1)
+    guarded_config = FollowConfig(SizingMode.FIXED, fixed_collateral_usdc=100_000_000, regime_guard=True)
+    (guarded,) = await add_followers(pool, 1, guarded_config)
+    feed = DictPriceFeed({BTC: Decimal(60_000)})
+    venue = PaperVenue(pool, CATALOGUE, feed, spread_bps=0)
+    regime = FixedRegime({BTC: "red"})
+    config = EngineConfig(max_delay_ms=60_000)
+    async with CopyEngine(pool, None, venue, feed, CATALOGUE, config, regime=regime) as engine:
+        assert await engine.handle(leader_event(EventKind.OPEN, n=1)) == {"refused": 1, "filled": 1}
+        regime.by_pair.clear()  # the model has no answer: a guarded follow is not copied on a guess
+        assert await engine.handle(leader_event(EventKind.OPEN, n=2, trade_index=1)) == {
+            "refused": 1,
+            "filled": 1,
+        }
+        regime.by_pair[BTC] = "green"
+        assert await engine.handle(leader_event(EventKind.OPEN, n=3, trade_index=2)) == {
+            "refused": 0,
+            "filled": 2,
+        }
+    reasons = await pool.fetch(
+        "SELECT refusal_reason FROM copy_intents WHERE profile_id = $1 AND state = 'refused' ORDER BY created_at",
+        guarded,
+    )
+    assert [r["refusal_reason"] for r in reasons] == ["regime_red", "regime_unknown"]
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM copy_intents WHERE profile_id = $1 AND state = 'filled'", free
+        )
+        == 3
+    )

@@ -122,6 +122,8 @@ REFUSALS = [
         {"daily_loss_limit_usdc": 300_000_000},
     ),
     (Refusal.MAX_DRAWDOWN, {}, {}, {"equity_usdc": 8_000_000_000, "max_drawdown_pct": Decimal(20)}),
+    (Refusal.REGIME_RED, {"regime_guard": True}, {"regime": "red"}, {}),
+    (Refusal.REGIME_UNKNOWN, {"regime_guard": True}, {"regime": None}, {}),
 ]
 
 
@@ -142,6 +144,10 @@ def test_each_refusal_reason(reason: Refusal, config: dict, facts: dict, profile
         assert isinstance(check_open(f, event, pair, replace(FACTS, price=Decimal(60_300))), SizedOpen)
     if reason is Refusal.EVENT_TOO_OLD:
         assert isinstance(check_open(f, event, pair, replace(FACTS, now_ms=NOW * 1000 + 500)), SizedOpen)
+    if reason in (Refusal.REGIME_RED, Refusal.REGIME_UNKNOWN):  # green passes; unguarded ignores red
+        assert isinstance(check_open(f, event, pair, replace(FACTS, regime="green")), SizedOpen)
+        unguarded = follow(replace(PROFILE, **profile))
+        assert isinstance(check_open(unguarded, event, pair, replace(FACTS, regime="red")), SizedOpen)
 
 
 def test_every_open_refusal_has_a_row() -> None:
