@@ -390,6 +390,9 @@ class OnchainVenue:
             for p, receipt in zip(waiting, receipts, strict=True):
                 if receipt is not None:
                     self._on_receipt(p, receipt, by_order)
+                    if scan_from is not None and p.block is not None:
+                        # A fill may lie in blocks scanned before this receipt was seen.
+                        scan_from = min(scan_from, p.block)
             mined = [p.block for p in pending.values() if p.block is not None and p.result is None]
             if by_order and mined:
                 head = int(await self.rpc.call("eth_blockNumber", []), 16)
