@@ -1,6 +1,7 @@
 """The Veranta venue: veranta-sdk in delegate mode. Our delegate key signs each follower's market
 open or close as an EIP-712 intent (`trade.market_open` / `trade.market_close`) and the relayer
-executes it gaslessly; the follower registered our delegate once and we can trade, not withdraw.
+executes it gaslessly; TP/SL moves go to the core API's price triggers (`trade.update_tp_sl`).
+The follower registered our delegate once: we can trade, not withdraw.
 
 Exactly once rests on `veranta_orders`, keyed by our intent id and written before the SDK is
 called: a second submit of the same intent never builds a second order, it resolves the first.
@@ -10,7 +11,8 @@ crash between the request and that first event: the order may or may not have re
 Every intent carries a deadline (the SDK's default is 120 s), so once it has passed the order can
 no longer execute; the venue then reads the follower's positions, and a position on the pair and
 side opened after the request that no copy accounts for is taken as the fill. Until the deadline
-has passed such an order stays unknown.
+has passed such an order stays unknown. A TP/SL update sets absolute levels, so an unsettled one is
+simply sent again.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import asyncpg
 import httpx
 from veranta_sdk import AsyncVeranta
-from veranta_sdk.errors import ApiError, RelayError
+from veranta_sdk.errors import ApiError, RelayError, RelayTimeoutError
 
 from data.events import Side
 from data.units import MICRO, from_e10
@@ -38,6 +40,13 @@ INTENT_DEADLINE = timedelta(seconds=150)  # the SDK's 120 s intent deadline and 
 
 class OrderPending(TimeoutError):
     """The relayer has not settled these orders yet, or cannot be asked yet; look up later."""
+
+
+def _refused(exc: Exception) -> bool:
+    """A 4xx answer refused the request itself (bad input, unknown position, a signer the venue
+    does not accept); timeouts, rate limits, 5xx and dropped connections leave the outcome open."""
+    status = getattr(exc, "status", None)
+    return status is not None and 400 <= status < 500 and status not in (408, 425, 429)
 
 
 def _human(micro: int) -> Decimal:
@@ -95,14 +104,17 @@ class VerantaVenue:
 
     async def _submit(self, order: VenueOrder) -> VenueResult:
         inserted = await self.pool.fetchval(
-            "INSERT INTO veranta_orders (client_ref, account, action, pair_index, side, requested) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (client_ref) DO NOTHING RETURNING created_at",
+            "INSERT INTO veranta_orders (client_ref, account, action, pair_index, side, requested, position_ref, tp, sl) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (client_ref) DO NOTHING RETURNING created_at",
             order.client_ref,
             order.account.lower(),
             order.action,
             order.pair_index,
             order.side.value if order.side else None,
             order.collateral_usdc,
+            order.position_ref,
+            order.tp,
+            order.sl,
         )
         if inserted is None:  # asked before: resolve that order, never place another
             row = await self.pool.fetchrow(
@@ -110,10 +122,8 @@ class VerantaVenue:
             )
             return await self._resolve(row)
         if order.action == "update_tp_sl":
-            # TP/SL go through the core API's price triggers, which this venue does not drive yet.
-            return await self._store(
-                order.client_ref,
-                VenueResult(order.client_ref, "rejected", reason="TP/SL updates not supported on veranta"),
+            return await self._update_tp_sl(
+                order.client_ref, order.account, order.position_ref, order.tp, order.sl
             )
 
         async def remember(event: Any) -> None:
@@ -144,13 +154,15 @@ class VerantaVenue:
                 receipt = await trade.market_close(
                     pair, index, _human(order.collateral_usdc), on_event=remember
                 )
+        except RelayTimeoutError as exc:  # accepted, not settled in time: it may still execute
+            raise OrderPending(f"Veranta has not settled {order.client_ref}: {exc}") from exc
         except RelayError as exc:  # a terminal answer: canceled by the protocol, or refused
             reason = f"{exc.code or 'relay error'}: {exc}"[:300]
             return await self._store(
                 order.client_ref, VenueResult(order.client_ref, "rejected", reason=reason)
             )
         except (ApiError, httpx.HTTPError) as exc:
-            if getattr(exc, "status", None) in (400, 404, 422):  # the request itself was refused
+            if _refused(exc):  # the request itself was refused
                 return await self._store(
                     order.client_ref, VenueResult(order.client_ref, "rejected", reason=str(exc)[:300])
                 )
@@ -158,6 +170,24 @@ class VerantaVenue:
         assert receipt.raw is not None
         result = result_from_fill(order.client_ref, order.action, order.collateral_usdc, receipt.raw)
         return await self._store(order.client_ref, result)
+
+    async def _update_tp_sl(
+        self, ref: str, account: str, position: str | None, tp: Decimal | None, sl: Decimal | None
+    ) -> VenueResult:
+        """The position's on-chain TP/SL through the core API's price triggers (a signed
+        `UpdateTpSlReq`); the SDK waits until the new levels show on the position."""
+        if tp is None and sl is None:
+            return await self._store(ref, VenueResult(ref, "rejected", reason="no TP or SL to set"))
+        pair, index = (int(x) for x in (position or "").split(":"))
+        try:
+            await self._client(account).trade.update_tp_sl(pair, index, take_profit=tp, stop_loss=sl)
+        except RelayTimeoutError as exc:
+            raise OrderPending(f"TP/SL update {ref} accepted, not visible yet: {exc}") from exc
+        except ApiError as exc:
+            if _refused(exc):
+                return await self._store(ref, VenueResult(ref, "rejected", reason=str(exc)[:300]))
+            raise OrderPending(f"Veranta did not answer for {ref}: {exc}") from exc
+        return await self._store(ref, VenueResult(ref, "filled", position_ref=position))
 
     async def _store(self, client_ref: str, result: VenueResult) -> VenueResult:
         await self.pool.execute(
@@ -174,9 +204,14 @@ class VerantaVenue:
             return VenueResult.from_json(row["outcome"])
         ref = row["client_ref"]
         client = self._client(row["account"])
+        if row["action"] == "update_tp_sl":
+            # Absolute levels: setting them again cannot do anything twice, so it is sent again.
+            return await self._update_tp_sl(ref, row["account"], row["position_ref"], row["tp"], row["sl"])
         if row["tracking_id"] is not None:
             try:
                 outcome = await client.engine.batched_market.wait(row["tracking_id"], timeout_s=30)
+            except RelayTimeoutError as exc:
+                raise OrderPending(f"Veranta has not settled {ref}: {exc}") from exc
             except RelayError as exc:
                 return await self._store(ref, VenueResult(ref, "rejected", reason=f"{exc.code}: {exc}"[:300]))
             assert outcome.terminal is not None

@@ -7,6 +7,9 @@ CREATE TABLE veranta_orders (
     pair_index   integer NOT NULL,
     side         text,
     requested    bigint NOT NULL DEFAULT 0,  -- collateral asked (open) or to close, micro-USDC
+    position_ref text,                       -- pair:index of a close or TP/SL update
+    tp           numeric(38, 10),
+    sl           numeric(38, 10),
     tracking_id  text,
     outcome      jsonb,
     created_at   timestamptz NOT NULL DEFAULT now()

@@ -82,6 +82,11 @@ async def test_delegate_opens_and_closes_for_a_follower_exactly_once(
             ("1:0", 250 * USDC - fee, Decimal(4))
         ]
 
+        tpsl = VenueOrder("u-1", follower, "update_tp_sl", BTC, position_ref="1:0", sl=Decimal("58500"))
+        (moved,) = await venue.submit_many([tpsl])
+        assert moved.filled and (await venue.open_positions(follower))[0].position_ref == "1:0"
+        assert backend.positions[follower.lower()][(BTC, 0)]["sl"] == str(58_500 * 10**10)
+
         backend.prices[BTC] = Decimal(61_200)
         part = VenueOrder(
             "c-1", follower, "partial_close", BTC, collateral_usdc=100 * USDC, position_ref="1:0"
@@ -94,8 +99,17 @@ async def test_delegate_opens_and_closes_for_a_follower_exactly_once(
         assert closed.filled and await venue.open_positions(follower) == []
         # The relayer saw three signed intents, each once, each signed by our delegate for the follower.
         kinds = [e["intent"] for e in backend.executions]
-        assert kinds == ["OpenTradeReq", "CloseTradeReq", "CloseTradeReq"]
-        assert len({e["_nonce"] for e in backend.executions}) == 3
+        assert kinds == ["OpenTradeReq", "UpdateTpSlReq", "CloseTradeReq", "CloseTradeReq"]
+        assert len({e["_nonce"] for e in backend.executions}) == 4
+        # Nor can our key move the levels of someone who revoked it.
+        backend.delegates[stranger.lower()] = {DELEGATE}
+        (own,) = await venue.submit_many([open_order("o-3", stranger, reference_price=Decimal(61_200))])
+        assert own.filled
+        backend.delegates[stranger.lower()] = set()
+        tpsl = VenueOrder("u-s", stranger, "update_tp_sl", BTC, position_ref="1:0", tp=Decimal("70000"))
+        (denied,) = await venue.submit_many([tpsl])
+        assert denied.status == "rejected" and "INVALID_SIGNER" in (denied.reason or "")
+        assert backend.positions[stranger.lower()][(BTC, 0)]["tp"] == "0"
     finally:
         await venue.close()
 

@@ -24,10 +24,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import eth_abi
 from aiohttp import web
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from veranta_sdk.execution.local_intents import LocalIntentBuilder
+from veranta_sdk.execution.local_intents import LocalIntentBuilder, _abi_schema
 from veranta_sdk.signing.intents import _EIP712_DOMAIN_FIELDS, to_int_message
 from veranta_sdk.types import IntentPayload
 
@@ -125,24 +126,27 @@ class VerantaBackend:
         payload = self._built.get(str(body["erc712"]["userIntent"]).lower())
         if payload is None:
             return "UNKNOWN_INTENT", None
+        return self._check(payload, body["erc712"]["userSignature"]), payload
+
+    def _check(self, payload: IntentPayload, signature: str) -> str | None:
+        """What a real relayer refuses: a signer that is neither the trader nor a delegate the
+        trader registered, a passed deadline, a used nonce."""
         full = {
             "types": {"EIP712Domain": _EIP712_DOMAIN_FIELDS, **payload.types},
             "primaryType": payload.primary_type,
             "domain": payload.domain,
             "message": to_int_message(payload.types, payload.primary_type, payload.message),
         }
-        signer = Account.recover_message(
-            encode_typed_data(full_message=full), signature=body["erc712"]["userSignature"]
-        ).lower()
+        signer = Account.recover_message(encode_typed_data(full_message=full), signature=signature).lower()
         msg = payload.message
-        trader = (msg.get("_t") or {}).get("trader") or msg.get("_trader")
+        trader = (msg.get("_t") or {}).get("trader") or msg.get("_trader") or msg.get("trader")
         if signer != trader.lower() and signer not in self.delegates.get(trader.lower(), set()):
-            return "INVALID_SIGNER", payload
+            return "INVALID_SIGNER"
         if int(msg["_deadline"]) < time.time() * 1000:
-            return "EXPIRED", payload
+            return "EXPIRED"
         if int(msg["_nonce"]) in self._used_nonces:
-            return "NONCE_USED", payload
-        return None, payload
+            return "NONCE_USED"
+        return None
 
     async def execute(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -241,6 +245,30 @@ class VerantaBackend:
             "payload": {"orderId": str(order_id), "transactionHash": tx, "isPnl": False, "t": trade, **fill},
         }
 
+    async def price_trigger(self, request: web.Request) -> web.Response:
+        """`PUT /price-triggers/global-{tp|sl}-{trader}-{pair}-{index}`: a signed UpdateTpSlReq,
+        decoded from its ABI encoding (the SDK builds this intent itself) and verified like any."""
+        body = await request.json()
+        abi_type, order = _abi_schema("UpdateTpSlReq")
+        (values,) = eth_abi.decode([abi_type], bytes.fromhex(body["userIntent"][2:]))
+        payload = self._builder.build("UpdateTpSlReq", dict(zip(order, values, strict=True)))
+        problem = self._check(payload, body["signedMessage"])
+        if problem is not None:
+            self.refusals.append(problem)
+            return web.json_response(
+                {"ok": False, "error": {"code": problem, "message": problem}}, status=403
+            )
+        msg = payload.message
+        self._used_nonces.add(int(msg["_nonce"]))
+        held = self.positions.get(msg["trader"].lower(), {}).get((int(msg["_pairIndex"]), int(msg["_index"])))
+        if held is None:
+            return web.json_response(
+                {"ok": False, "error": {"code": "NO_POSITION", "message": "no position"}}, status=404
+            )
+        held["tp"], held["sl"] = str(msg["_newTp"]), str(msg["_newSl"])
+        self.executions.append({"intent": "UpdateTpSlReq", **msg})
+        return web.json_response({"ok": True, "entityId": request.match_info["entity"]})
+
     async def status(self, request: web.Request) -> web.Response:
         events = self._tracking.get(request.match_info["tracking"], [])
         after = int(request.query.get("afterSeq", -1))
@@ -257,6 +285,7 @@ class VerantaBackend:
         app.router.add_post("/txb/v2/trade/close", self.calldata)
         app.router.add_get("/data/v2/trading", self.trading)
         app.router.add_get("/core/user-data", self.user_data)
+        app.router.add_put("/core/price-triggers/{entity}", self.price_trigger)
         app.router.add_post("/batched-market/market/execute-batched", self.execute)
         app.router.add_get("/batched-market/tracking-id/{tracking}/status", self.status)
         return app
