@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
+import eth_abi
 from eth_utils import keccak
 
 # The Trade tuple as the contracts emit it. `initialPosToken` is collateral after the opening fee;
@@ -167,3 +169,8 @@ EVENTS: tuple[EventAbi, ...] = (
         "uint256 closingFee, uint256 lossProtection)",
     ),
 )
+
+
+def encode_call(name: str, types: list[str], args: list[Any]) -> bytes:
+    """ABI calldata: the 4-byte selector of `name(types)` and the encoded arguments."""
+    return keccak(text=f"{name}({','.join(types)})")[:4] + eth_abi.encode(types, args)

@@ -15,8 +15,8 @@ from typing import Protocol
 import asyncpg
 
 from data.events import TradeEvent
+from data.protocol.abi import encode_call
 from data.sources.chain.rpc import ChainRpc
-from execution.venues.onchain import encode_call
 
 
 class LeaderEquity(Protocol):
@@ -39,9 +39,8 @@ class ChainLeaderEquity:
         self.usdc = usdc_address
 
     async def equity_usdc(self, conn: asyncpg.Connection, event: TradeEvent) -> int | None:
-        data = encode_call("balanceOf", ["address"], [event.trader])
-        raw = await self.rpc.call("eth_call", [{"to": self.usdc, "data": "0x" + data.hex()}, "latest"])
-        wallet = int(raw, 16)
+        raw = await self.rpc.eth_call(self.usdc, encode_call("balanceOf", ["address"], [event.trader]))
+        wallet = int.from_bytes(raw, "big")
         in_positions = await conn.fetchval(
             "SELECT coalesce(sum(collateral_usdc), 0)::bigint FROM trader_positions "
             "WHERE trader = $1 AND status = 'open' AND position_key <> $2",

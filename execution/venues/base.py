@@ -14,6 +14,11 @@ from typing import Protocol
 from data.events import Side
 
 
+class VenuePending(TimeoutError):
+    """The venue has not settled these orders yet (or cannot be asked yet). The engine leaves
+    their intents unknown and looks the outcome up later; it never resends them blindly."""
+
+
 @dataclass(frozen=True)
 class VenueOrder:
     client_ref: str

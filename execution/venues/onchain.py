@@ -19,7 +19,7 @@ the ceiling nothing is sent.
 Market orders take two steps on Avantis: our transaction places the order (MarketOrderInitiated),
 a keeper fills it (MarketExecuted) or cancels it (MarketOpenCanceled, e.g. the fill would be past
 the order's slippage bound). The venue waits for the second step up to `fill_timeout_s`; past it
-`VenueTimeout` leaves the intent unknown to the engine, and a later lookup reads the outcome.
+`VenuePending` leaves the intent unknown to the engine, and a later lookup reads the outcome.
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ from typing import Any
 import asyncpg
 import eth_abi
 from eth_account import Account
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 
 from data.events import Side
-from data.protocol.abi import EVENTS, TRADE_FIELDS, TRADE_TYPE
+from data.protocol.abi import EVENTS, TRADE_FIELDS, TRADE_TYPE, encode_call
 from data.protocol.decode import DecodeError, Registry
 from data.sources.chain.rpc import ChainRpc, RpcError
 from data.units import from_e10, to_e10
-from execution.venues.base import VenueOrder, VenuePosition, VenueResult
+from execution.venues.base import VenueOrder, VenuePending, VenuePosition, VenueResult
 from infra.logs import log_fields
 from infra.metrics import counter
 
@@ -53,17 +53,8 @@ _ALREADY_SENT = ("already known", "nonce too low", "already imported", "replacem
 TOPICS = {a.name: a.topic0 for a in EVENTS if a.version == "1.5"}
 
 
-class VenueTimeout(TimeoutError):
-    """The chain has not settled these orders yet; their outcome is to be looked up later."""
-
-
 class GasAboveCap(RuntimeError):
     """The chain's fee per gas is above the configured ceiling: nothing is sent."""
-
-
-def encode_call(name: str, types: list[str], args: list[Any]) -> bytes:
-    """ABI calldata: the 4-byte selector of `name(types)` and the encoded arguments."""
-    return keccak(text=f"{name}({','.join(types)})")[:4] + eth_abi.encode(types, args)
 
 
 def position_ref(pair_index: int, index: int) -> str:
@@ -134,10 +125,8 @@ class OnchainVenue:
     # --- reads --------------------------------------------------------------------------------
 
     async def _call(self, data: bytes, *, sender: str | None = None, value: int = 0) -> bytes:
-        tx: dict[str, Any] = {"to": self.trading, "data": "0x" + data.hex()}
-        if sender is not None:
-            tx |= {"from": sender, "gas": hex(self.config.gas_limit), "value": hex(value)}
-        return bytes.fromhex((await self.rpc.call("eth_call", [tx, "latest"]))[2:])
+        gas = self.config.gas_limit if sender is not None else None
+        return await self.rpc.eth_call(self.trading, data, sender=sender, value=value, gas=gas)
 
     async def execution_fee(self) -> int:
         if self._execution_fee is None:
@@ -370,7 +359,7 @@ class OnchainVenue:
 
     async def _settle(self, rows: list[asyncpg.Record]) -> dict[str, VenueResult]:
         """Wait for each stored transaction's receipt and, for market orders, the keeper's fill
-        or cancel; store and return the outcomes. Raises `VenueTimeout` if any is still open."""
+        or cancel; store and return the outcomes. Raises `VenuePending` if any is still open."""
         pending = {
             r["tx_hash"]: _Pending(
                 r["client_ref"], r["action"], r["tx_hash"], r["requested"], r["pair_index"]
@@ -407,7 +396,7 @@ class OnchainVenue:
             if now > started + self.config.fill_timeout_s:
                 await self._store_outcomes(done)
                 open_refs = [p.client_ref for p in pending.values() if p.result is None]
-                raise VenueTimeout(
+                raise VenuePending(
                     f"{len(open_refs)} on-chain orders not settled after {self.config.fill_timeout_s} s"
                 )
             if waiting and now > stalled_at:

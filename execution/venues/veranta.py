@@ -30,16 +30,12 @@ from veranta_sdk.errors import ApiError, RelayError, RelayTimeoutError
 
 from data.events import Side
 from data.units import MICRO, from_e10
-from execution.venues.base import VenueOrder, VenuePosition, VenueResult
+from execution.venues.base import VenueOrder, VenuePending, VenuePosition, VenueResult
 from infra.logs import log_fields
 
 log = logging.getLogger("vanta.venue.veranta")
 
 INTENT_DEADLINE = timedelta(seconds=150)  # the SDK's 120 s intent deadline and a margin
-
-
-class OrderPending(TimeoutError):
-    """The relayer has not settled these orders yet, or cannot be asked yet; look up later."""
 
 
 def _refused(exc: Exception) -> bool:
@@ -99,7 +95,7 @@ class VerantaVenue:
         results = await asyncio.gather(*(self._submit(o) for o in orders), return_exceptions=True)
         pending = [r for r in results if isinstance(r, BaseException)]
         if pending:
-            raise OrderPending(f"{len(pending)} of {len(orders)} Veranta orders unsettled: {pending[0]}")
+            raise VenuePending(f"{len(pending)} of {len(orders)} Veranta orders unsettled: {pending[0]}")
         return list(results)  # type: ignore[arg-type]
 
     async def _submit(self, order: VenueOrder) -> VenueResult:
@@ -155,7 +151,7 @@ class VerantaVenue:
                     pair, index, _human(order.collateral_usdc), on_event=remember
                 )
         except RelayTimeoutError as exc:  # accepted, not settled in time: it may still execute
-            raise OrderPending(f"Veranta has not settled {order.client_ref}: {exc}") from exc
+            raise VenuePending(f"Veranta has not settled {order.client_ref}: {exc}") from exc
         except RelayError as exc:  # a terminal answer: canceled by the protocol, or refused
             reason = f"{exc.code or 'relay error'}: {exc}"[:300]
             return await self._store(
@@ -166,7 +162,7 @@ class VerantaVenue:
                 return await self._store(
                     order.client_ref, VenueResult(order.client_ref, "rejected", reason=str(exc)[:300])
                 )
-            raise OrderPending(f"Veranta did not answer for {order.client_ref}: {exc}") from exc
+            raise VenuePending(f"Veranta did not answer for {order.client_ref}: {exc}") from exc
         assert receipt.raw is not None
         result = result_from_fill(order.client_ref, order.action, order.collateral_usdc, receipt.raw)
         return await self._store(order.client_ref, result)
@@ -182,11 +178,11 @@ class VerantaVenue:
         try:
             await self._client(account).trade.update_tp_sl(pair, index, take_profit=tp, stop_loss=sl)
         except RelayTimeoutError as exc:
-            raise OrderPending(f"TP/SL update {ref} accepted, not visible yet: {exc}") from exc
+            raise VenuePending(f"TP/SL update {ref} accepted, not visible yet: {exc}") from exc
         except ApiError as exc:
             if _refused(exc):
                 return await self._store(ref, VenueResult(ref, "rejected", reason=str(exc)[:300]))
-            raise OrderPending(f"Veranta did not answer for {ref}: {exc}") from exc
+            raise VenuePending(f"Veranta did not answer for {ref}: {exc}") from exc
         return await self._store(ref, VenueResult(ref, "filled", position_ref=position))
 
     async def _store(self, client_ref: str, result: VenueResult) -> VenueResult:
@@ -211,7 +207,7 @@ class VerantaVenue:
             try:
                 outcome = await client.engine.batched_market.wait(row["tracking_id"], timeout_s=30)
             except RelayTimeoutError as exc:
-                raise OrderPending(f"Veranta has not settled {ref}: {exc}") from exc
+                raise VenuePending(f"Veranta has not settled {ref}: {exc}") from exc
             except RelayError as exc:
                 return await self._store(ref, VenueResult(ref, "rejected", reason=f"{exc.code}: {exc}"[:300]))
             assert outcome.terminal is not None
@@ -219,7 +215,7 @@ class VerantaVenue:
                 ref, result_from_fill(ref, row["action"], row["requested"], outcome.terminal.data)
             )
         if datetime.now(UTC) < row["created_at"] + INTENT_DEADLINE:
-            raise OrderPending(f"{ref}: no trackingId yet and its intent may still execute")
+            raise VenuePending(f"{ref}: no trackingId yet and its intent may still execute")
         found = await self._unaccounted_fill(row)
         if found is None:
             log.warning("order never reached Veranta; its deadline has passed", extra=log_fields(intent=ref))
@@ -257,7 +253,7 @@ class VerantaVenue:
             if isinstance(res, VenueResult)
         }
         if len(out) < len(rows):
-            raise OrderPending(f"{len(rows) - len(out)} Veranta orders cannot be resolved yet")
+            raise VenuePending(f"{len(rows) - len(out)} Veranta orders cannot be resolved yet")
         return out
 
     async def open_positions(self, account: str) -> list[VenuePosition]:

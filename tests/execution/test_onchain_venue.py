@@ -10,8 +10,7 @@ import asyncpg
 import pytest
 
 from data.events import Side
-from execution.venues.base import VenueOrder
-from execution.venues.onchain import VenueTimeout
+from execution.venues.base import VenueOrder, VenuePending
 from tests.execution.onchain_fixtures import EXECUTION_FEE_WEI, USDC, LocalVenueChain, local_venue_chain
 
 pytestmark = pytest.mark.integration
@@ -113,7 +112,7 @@ async def test_a_second_send_of_an_intent_never_signs_a_second_transaction(
     venue = local.venue(migrated_pool, fill_timeout_s=1.0)
     order = open_order("o-1", a)
     # No keeper yet: the order is placed on chain but not filled, so the venue times out.
-    with pytest.raises(VenueTimeout):
+    with pytest.raises(VenuePending):
         await venue.submit_many([order])
     assert await tx_count(local, migrated_pool) == (1, 1)
     with local.keeper(local.followers):

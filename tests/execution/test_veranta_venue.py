@@ -14,9 +14,9 @@ from eth_account import Account
 
 from data.events import EventKind, Side
 from execution.copy.engine import CopyEngine, EngineConfig
-from execution.venues.base import VenueOrder
+from execution.venues.base import VenueOrder, VenuePending
 from execution.venues.paper import DictPriceFeed
-from execution.venues.veranta import OrderPending, VerantaVenue
+from execution.venues.veranta import VerantaVenue
 from research.pnl import open_fee
 from tests.conftest import shared_data_or_skip
 from tests.execution.copy_fixtures import BTC, CATALOGUE, add_followers, leader_event
@@ -134,9 +134,9 @@ async def test_orders_lost_mid_request_are_resolved_not_resent(
             follower.lower(),
             BTC,
         )
-        with pytest.raises(OrderPending):
+        with pytest.raises(VenuePending):
             await venue.lookup(["o-lost"])
-        with pytest.raises(OrderPending):
+        with pytest.raises(VenuePending):
             await venue.submit_many([open_order("o-lost", follower, side=Side.SHORT)])
         # ...and after it, with no short on the venue, it never executed.
         await pool.execute("UPDATE veranta_orders SET created_at = now() - interval '10 minutes'")

@@ -139,6 +139,20 @@ class ChainRpc:
             raise RpcError(f"{method}: {text}")
         return reply.get("result")
 
+    async def eth_call(
+        self, to: str, data: bytes, *, sender: str | None = None, value: int = 0, gas: int | None = None
+    ) -> bytes:
+        """A contract call at the latest block, returning the raw ABI-encoded result. A revert is
+        an `RpcError` carrying the node's message (and the contract's reason)."""
+        tx: dict[str, Any] = {"to": to, "data": "0x" + data.hex()}
+        if sender is not None:
+            tx["from"] = sender
+        if value:
+            tx["value"] = hex(value)
+        if gas is not None:
+            tx["gas"] = hex(gas)
+        return bytes.fromhex((await self.call("eth_call", [tx, "latest"]))[2:])
+
     async def chain_id(self) -> int:
         return int(await self.call("eth_chainId", []), 16)
 
