@@ -8,7 +8,6 @@ the contracts' real functions, so the logs are exactly what the node emits.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,13 +35,10 @@ class Activity:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self.prices = dict(START_PRICES)
-        usdc, trading = self.chain.usdc.functions, self.chain.trading.address
         for i in range(self.traders):
-            digest = hashlib.sha256(f"vanta-activity:{self.seed}:{i}".encode()).hexdigest()
-            addr = self.chain.impersonate("0x" + digest[:40])
-            self.chain.send_as(usdc.mint(addr, 10_000_000 * USDC), self.chain.keeper)
-            self.chain.send_as(usdc.approve(trading, 2**255), addr)
-            self.addresses.append(addr)
+            self.addresses.append(
+                self.chain.funded_trader(f"vanta-activity:{self.seed}:{i}", 10_000_000 * USDC)
+            )
 
     def _move_prices(self) -> None:
         for pair, price in self.prices.items():

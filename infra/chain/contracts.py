@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,14 @@ class LocalAvantis:
         addr = self.w3.to_checksum_address(address)
         self.rpc("anvil_impersonateAccount", [addr])
         self.rpc("anvil_setBalance", [addr, hex(10**20)])
+        return addr
+
+    def funded_trader(self, label: str, usdc: int) -> str:
+        """A keyless trader whose address is derived from `label`, impersonated, holding `usdc`
+        micro-USDC and an unlimited allowance to the trading contract; returns its address."""
+        addr = self.impersonate("0x" + hashlib.sha256(label.encode()).hexdigest()[:40])
+        self.send_as(self.usdc.functions.mint(addr, usdc), self.keeper)
+        self.send_as(self.usdc.functions.approve(self.trading.address, 2**255), addr)
         return addr
 
     def send_as(self, fn: Any, sender: str, value: int = 0) -> dict[str, Any]:

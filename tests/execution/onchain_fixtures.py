@@ -38,15 +38,11 @@ class LocalVenueChain:
 
     def add_followers(self, n: int, *, delegated: bool = True, usdc: int = 100_000 * USDC) -> list[str]:
         """Wallets with USDC, an allowance to the trading contract and (unless told) our delegate."""
-        fn, trading = self.chain.usdc.functions, self.chain.trading
         added = []
         for _ in range(n):
-            digest = hashlib.sha256(f"vanta-follower:{len(self.followers)}".encode()).hexdigest()
-            addr = self.chain.impersonate("0x" + digest[:40])
-            self.chain.send_as(fn.mint(addr, usdc), self.chain.keeper)
-            self.chain.send_as(fn.approve(trading.address, 2**255), addr)
+            addr = self.chain.funded_trader(f"vanta-follower:{len(self.followers)}", usdc)
             if delegated:
-                self.chain.send_as(trading.functions.setDelegate(self.delegate), addr)
+                self.chain.send_as(self.chain.trading.functions.setDelegate(self.delegate), addr)
             self.followers.append(addr)
             added.append(addr)
         return added

@@ -53,9 +53,7 @@ async def test_leader_trades_on_chain_are_copied_through_delegated_action(
 
 async def run_scenario(local: LocalVenueChain, pool: asyncpg.Pool, redis_url: str, stream: str) -> None:
     chain, fn = local.chain, local.chain.trading.functions
-    leader = chain.impersonate("0x" + "1e" * 20)
-    chain.send_as(chain.usdc.functions.mint(leader, 1_000_000 * USDC), chain.keeper)
-    chain.send_as(chain.usdc.functions.approve(chain.trading.address, 2**255), leader)
+    leader = chain.funded_trader("vanta-e2e-leader", 1_000_000 * USDC)
     fixed, multiple, reverse, proportional = local.add_followers(4)
     (undelegated,) = local.add_followers(1, delegated=False)
     configs = {
