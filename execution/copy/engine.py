@@ -234,12 +234,12 @@ class CopyEngine:
             return []
         facts = await self._facts(conn, follows, event)
         copied: dict[int, asyncpg.Record] = {}
-        in_flight: set[int] = set()
+        in_flight: set[tuple[int, str]] = set()
         if action is not CopyAction.OPEN:
             ids = [f.profile.id for f in follows]
             # Opens in flight first, positions second: an open settling in between is then seen
             # as a position, never as nothing at all.
-            in_flight = await journal.opens_in_flight(conn, event.position_key, ids)
+            in_flight = await journal.opens_in_flight(conn, ids, [event.position_key])
             rows = await conn.fetch(
                 "SELECT profile_id, venue_position_ref, collateral_usdc, side FROM copy_positions "
                 "WHERE leader_position_key = $1 AND status = 'open' AND profile_id = ANY($2::bigint[])",
@@ -260,7 +260,7 @@ class CopyEngine:
                 continue
             position = copied.get(follow.profile.id)
             refusal = check_close(follow, f)
-            if refusal is None and position is None and follow.profile.id in in_flight:
+            if refusal is None and position is None and (follow.profile.id, event.position_key) in in_flight:
                 # The copy of the open has not settled (a slow fill, a crash): this waits for it.
                 intents.append(
                     self._intent(follow, event, action, tp=event.tp, sl=event.sl, **_leader_sizes(event))
@@ -392,7 +392,7 @@ class CopyEngine:
         copied; while it is still in flight, leave them planned for the next sweep."""
         ids = [r["profile_id"] for r in waiting]
         keys = [r["leader_position_key"] for r in waiting]
-        flying = await journal.opens_in_flight_pairs(conn, ids, keys)  # before positions, as in `plan`
+        flying = await journal.opens_in_flight(conn, ids, keys)  # before positions, as in `plan`
         positions = {
             (p["profile_id"], p["leader_position_key"]): p
             for p in await conn.fetch(

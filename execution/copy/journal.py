@@ -139,15 +139,9 @@ async def workable(conn: asyncpg.Connection, ids: list[str]) -> list[asyncpg.Rec
 
 
 async def opens_in_flight(
-    conn: asyncpg.Connection, leader_position_key: str, profile_ids: list[int]
-) -> set[int]:
-    """Profiles whose copy of this leader position's open is planned, sent or unknown."""
-    return {key[0] for key in await opens_in_flight_pairs(conn, profile_ids, [leader_position_key])}
-
-
-async def opens_in_flight_pairs(
     conn: asyncpg.Connection, profile_ids: list[int], leader_position_keys: list[str]
 ) -> set[tuple[int, str]]:
+    """(profile, leader position) pairs whose copy of the open is planned, sent or unknown."""
     rows = await conn.fetch(
         "SELECT profile_id, leader_position_key FROM copy_intents WHERE action = 'open' "
         "AND state = ANY($3::text[]) AND profile_id = ANY($1::bigint[]) AND leader_position_key = ANY($2::text[])",
