@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import asyncpg
 import eth_abi
 import pytest
+from eth_utils import keccak
 
 from data.events import EventKind, TradeEvent
 from data.protocol.abi import TRADE_TYPE
@@ -26,7 +28,7 @@ from execution.copy.engine import ACTIONS
 from execution.copy.journal import intent_id
 from infra.bus import StreamBus, connect
 from tests.execution.copy_fixtures import add_followers, leader_event
-from tests.execution.onchain_fixtures import CHAIN_ID, DELEGATE_KEY, E10, local_venue_chain
+from tests.execution.onchain_fixtures import CHAIN_ID, DELEGATE_KEY, E10, LocalVenueChain, local_venue_chain
 
 pytestmark = pytest.mark.integration
 VANTA = str(Path(sys.executable).parent / "vanta")
@@ -71,7 +73,7 @@ async def crash_engines(
     expected_intents: int,
     kills_per_event: int = 1,
     kill_window_s: tuple[float, float] = (0.05, 0.45),
-    before_publish: object = None,
+    before_publish: Callable[[TradeEvent], None] | None = None,
 ) -> CrashRun:
     """Publish each event, SIGKILL the engine at a random moment of its fan-out, restart it; a
     second engine runs beside it from a quarter to two thirds of the events, then is killed too.
@@ -106,7 +108,7 @@ async def crash_engines(
                 second.wait(10)
                 run.kills += 1
                 second = None
-            if callable(before_publish):
+            if before_publish is not None:
                 before_publish(ev)
             await started(starts)
             await bus.publish(ev.to_record())
@@ -250,14 +252,9 @@ async def test_sigkill_during_onchain_fanout_leaves_one_order_per_copy_on_the_co
     assert sum(r["n"] for r in states) == len(profiles) * len(events)
 
 
-def delegate_calls(local: object) -> list[tuple[str, str, int]]:
-    """Every transaction the delegate sent, read from the node by nonce order: (follower, function
+def delegate_calls(local: LocalVenueChain) -> list[tuple[str, str, int]]:
+    """Every transaction the delegate sent, read from the node block by block: (follower, function
     run for them, the open's expected price or 0), each mined successfully."""
-    from eth_utils import keccak
-
-    from tests.execution.onchain_fixtures import LocalVenueChain
-
-    assert isinstance(local, LocalVenueChain)
     w3 = local.chain.w3
     sent = w3.eth.get_transaction_count(local.delegate)
     selectors = {
