@@ -81,6 +81,10 @@ class VerantaVenue:
         client = self._clients.get(account.lower())
         if client is None:
             client = AsyncVeranta(private_key=self._key, trader_address=account, **self._sdk_config)
+            if self._clients:
+                # The pair catalogue is the same for every follower: one snapshot and one cache,
+                # not a download per follower per fan-out.
+                client.markets = next(iter(self._clients.values())).markets
             self._clients[account.lower()] = client
         return client
 
@@ -92,6 +96,10 @@ class VerantaVenue:
     # --- sending ------------------------------------------------------------------------------
 
     async def submit_many(self, orders: list[VenueOrder]) -> list[VenueResult]:
+        if orders:
+            # Refresh the shared catalogue once here; the concurrent orders below then all hit
+            # its cache instead of each downloading the snapshot.
+            await self._client(orders[0].account).markets.snapshot()
         results = await asyncio.gather(*(self._submit(o) for o in orders), return_exceptions=True)
         pending = [r for r in results if isinstance(r, BaseException)]
         if pending:

@@ -170,5 +170,6 @@ async def test_engine_copies_through_the_veranta_venue(
         )
         assert [(r["profile_id"], r["status"]) for r in rows] == [(p, "closed") for p in profiles]
         assert len(backend.executions) == 4 and all(not backend.positions.get(w.lower()) for w in wallets)
+        assert backend.snapshot_requests == 1  # one pair catalogue for all followers
     finally:
         await venue.close()

@@ -49,6 +49,7 @@ class VerantaBackend:
     positions: dict[str, dict[tuple[int, int], dict[str, Any]]] = field(default_factory=dict)
     executions: list[dict[str, Any]] = field(default_factory=list)  # every accepted order
     refusals: list[str] = field(default_factory=list)
+    snapshot_requests: int = 0
     base_url: str = ""
     _builder: LocalIntentBuilder = field(default_factory=lambda: LocalIntentBuilder(CHAIN_ID, ROUTER))
     _built: dict[str, IntentPayload] = field(default_factory=dict)
@@ -112,6 +113,7 @@ class VerantaBackend:
     # --- data and core APIs ---------------------------------------------------------------------
 
     async def trading(self, _: web.Request) -> web.Response:
+        self.snapshot_requests += 1
         return web.json_response(json.loads(self.snapshot_file.read_text()))
 
     async def user_data(self, request: web.Request) -> web.Response:
