@@ -17,10 +17,11 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -42,6 +43,7 @@ from infra.logs import log_fields
 from infra.metrics import counter, histogram
 
 log = logging.getLogger("vanta.copy")
+T = TypeVar("T")
 
 KILL_SWITCH_KEY = "copy:kill_switch"
 INTENTS = counter("vanta_copy_intents_total", "Copy intents by outcome", ("outcome",))
@@ -89,6 +91,16 @@ def _final_state(result: VenueResult, looked_up: bool) -> str:
     if looked_up:
         return "resolved"
     return "filled" if result.filled else "rejected"
+
+
+async def _answer(what: str, pending: Awaitable[T], **fields: object) -> T | None:
+    """An optional source's answer, or None (and a warning) when it fails: the risk checks then
+    refuse with their `..._unknown` reason rather than guess."""
+    try:
+        return await pending
+    except Exception as exc:
+        log.warning(f"{what} unavailable", extra=log_fields(error=str(exc)[:200], **fields))
+        return None
 
 
 def _waits_for_open(r: asyncpg.Record) -> bool:
@@ -178,24 +190,15 @@ class CopyEngine:
         kill = await self._kill_switch()
         now_ms = int(time.time() * 1000)
         price = self.feed.price(event.pair_index)
-        leader_equity = None
+        opening = event.kind is EventKind.OPEN
+        leader_equity = regime = None
         proportional = any(f.config.sizing_mode is SizingMode.PROPORTIONAL for f in follows)
-        if proportional and self.leader_equity is not None and event.kind is EventKind.OPEN:
-            try:
-                leader_equity = await self.leader_equity.equity_usdc(conn, event)
-            except Exception as exc:  # sizing refuses with leader_equity_unknown, it never guesses
-                log.warning(
-                    "leader equity unavailable", extra=log_fields(leader=event.trader, error=str(exc)[:200])
-                )
-        regime = None
-        guarded = any(f.config.regime_guard for f in follows)
-        if guarded and self.regime is not None and event.kind is EventKind.OPEN:
-            try:
-                regime = await self.regime.regime(event.pair_index)
-            except Exception as exc:  # guarded follows refuse with regime_unknown
-                log.warning(
-                    "regime unavailable", extra=log_fields(pair=event.pair_index, error=str(exc)[:200])
-                )
+        if opening and proportional and self.leader_equity is not None:
+            leader_equity = await _answer(
+                "leader equity", self.leader_equity.equity_usdc(conn, event), leader=event.trader
+            )
+        if opening and any(f.config.regime_guard for f in follows) and self.regime is not None:
+            regime = await _answer("regime", self.regime.regime(event.pair_index), pair=event.pair_index)
         return {
             pid: Facts(
                 now_ms=now_ms,
