@@ -87,7 +87,7 @@ class AnomalyModel:
     def fit(cls, features: pl.DataFrame, *, contamination: float = 0.05, seed: int = 0) -> AnomalyModel:
         x = _matrix(features, FEATURES)
         scaler = StandardScaler().fit(x)
-        forest = IsolationForest(n_estimators=200, contamination="auto", random_state=seed)
+        forest = IsolationForest(n_estimators=100, contamination="auto", random_state=seed)
         forest.fit(scaler.transform(x))
         raw = -forest.score_samples(scaler.transform(x))
         low, high = float(raw.min()), float(raw.max())

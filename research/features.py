@@ -174,21 +174,22 @@ def trader_features(
     w = trades.filter((pl.col("ts") < as_of) & (pl.col("ts") >= start))
     if w.is_empty():
         return pl.DataFrame(schema={"trader": pl.Utf8, **dict.fromkeys(FEATURES, pl.Float64)})
-    first_seen = trades.filter(pl.col("ts") < as_of).group_by("trader").agg(first_ts=pl.col("ts").min())
-    w = (
-        w.join(first_seen, on="trader")
-        .with_columns(day=(as_of - 1 - pl.col("ts")) // DAY)
-        .sort("trader", "ts")
-    )
-    prev_roc = pl.col("roc").shift(1).over("trader")
-    size_step = (pl.col("collateral").log() - pl.col("collateral").shift(1).log()).over("trader")
+    # Group on integer codes, not address strings: every aggregation below is then a cheap hash.
+    w = w.with_columns(tid=pl.col("trader").cast(pl.Categorical).to_physical())
+    names = w.group_by("tid").agg(trader=pl.col("trader").first())
+    # A record that began before the lookback window counts as the whole window long.
+    earlier = trades.filter(pl.col("ts") < start).select(pl.col("trader").unique())
+    w = w.drop("trader").with_columns(day=(as_of - 1 - pl.col("ts")) // DAY).sort("tid", "ts")
+    same = pl.col("tid") == pl.col("tid").shift(1)  # rows are sorted by trader, then time
+    prev_roc = pl.when(same).then(pl.col("roc").shift(1))
+    size_step = pl.when(same).then(pl.col("collateral").log() - pl.col("collateral").shift(1).log())
     w = w.with_columns(prev_loss=prev_roc < 0, prev_win=prev_roc > 0, size_step=size_step)
     loss, win = pl.col("realized") < 0, pl.col("realized") > 0
     worst_n = (pl.len() * 0.05).ceil().cast(pl.UInt32)
     equity = pl.col("realized").cum_sum()
-    per = w.group_by("trader").agg(
+    per = w.group_by("tid").agg(
         trades=pl.len().cast(pl.Float64),
-        first_ts=pl.col("first_ts").first(),
+        first_ts=pl.col("ts").min(),
         last_ts=pl.col("ts").max(),
         active_days=pl.col("day").n_unique().cast(pl.Float64),
         volume=pl.col("notional").sum(),
@@ -226,16 +227,16 @@ def trader_features(
         roc_skew=pl.col("roc").skew().fill_nan(0.0).fill_null(0.0),
     )
     pair_hhi = (
-        w.group_by("trader", "pair_index")
+        w.group_by("tid", "pair_index")
         .agg(n=pl.len())
-        .with_columns(share=pl.col("n") / pl.col("n").sum().over("trader"))
-        .group_by("trader")
+        .with_columns(share=pl.col("n") / pl.col("n").sum().over("tid"))
+        .group_by("tid")
         .agg(pair_concentration=(pl.col("share") ** 2).sum())
     )
     # Record length in days: since the trader's first close we know of, at least MIN_SKILL_DAYS.
     n_days = ((as_of - pl.col("first_ts")) / DAY).ceil().clip(MIN_SKILL_DAYS, lookback_days)
-    daily = w.group_by("trader", "day").agg(x=pl.col("realized").sum())
-    moments = daily.group_by("trader").agg(
+    daily = w.group_by("tid", "day").agg(x=pl.col("realized").sum())
+    moments = daily.group_by("tid").agg(
         s1=pl.col("x").sum(),
         s2=(pl.col("x") ** 2).sum(),
         s3=(pl.col("x") ** 3).sum(),
@@ -244,13 +245,19 @@ def trader_features(
     )
     weekly = (
         w.with_columns(week=pl.col("day") // 7)
-        .group_by("trader", "week")
+        .group_by("tid", "week")
         .agg(x=pl.col("realized").sum())
-        .group_by("trader")
+        .group_by("tid")
         .agg(pos_weeks=(pl.col("x") > 0).sum())
     )
-    out = per.join(pair_hhi, on="trader").join(moments, on="trader").join(weekly, on="trader")
-    out = out.with_columns(n_days=n_days)
+    out = (
+        per.join(pair_hhi, on="tid")
+        .join(moments, on="tid")
+        .join(weekly, on="tid")
+        .join(names, on="tid")
+        .with_columns(earlier=pl.col("trader").is_in(earlier["trader"].implode()))
+    )
+    out = out.with_columns(n_days=pl.when(pl.col("earlier")).then(float(lookback_days)).otherwise(n_days))
     d = pl.col("n_days")
     mean = pl.col("s1") / d
     var = (pl.col("s2") - pl.col("s1") ** 2 / d) / (d - 1)
@@ -322,11 +329,11 @@ def _with_skill(
         dsr[m] = skill.probabilistic_sharpe_ratio(sr[m], int(days), g3[m], g4[m], sr_benchmark=sr0)
     min_trl = np.minimum(np.asarray(skill.min_track_record_length(sr, g3, g4), dtype=float), 1e6)
     # Daily PnL matrix (trader × day, zeros on idle days), newest day first.
-    traders = out["trader"].to_list()
-    row = {t: i for i, t in enumerate(traders)}
-    matrix = np.zeros((len(traders), lookback_days))
-    idx = daily.filter(pl.col("trader").is_in(traders))
-    matrix[[row[t] for t in idx["trader"].to_list()], idx["day"].to_numpy()] = idx["x"].to_numpy()
+    tids = out["tid"].to_numpy()
+    row = np.full(int(tids.max()) + 1, -1)
+    row[tids] = np.arange(len(tids))
+    matrix = np.zeros((len(tids), lookback_days))
+    matrix[row[daily["tid"].to_numpy()], daily["day"].to_numpy()] = daily["x"].to_numpy()
     pvals = skill.stationary_bootstrap_pvalues(matrix, n, n_boot=n_boot, seed=as_of % (2**31))
     return out.with_columns(
         psr=pl.Series(psr),

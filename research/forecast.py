@@ -112,7 +112,7 @@ def _calibrated(x: np.ndarray, y: np.ndarray, seed: int) -> CalibratedClassifier
     method = "isotonic" if len(y) >= 1000 else "sigmoid"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # feature-name warnings from lightgbm
-        return CalibratedClassifierCV(_lgbm_classifier(seed), method=method, cv=3).fit(x, y)
+        return CalibratedClassifierCV(_lgbm_classifier(seed), method=method, cv=3, ensemble=False).fit(x, y)
 
 
 @dataclass
