@@ -3,29 +3,19 @@ analytics refresh that writes `market_regime_data` and `trader_analytics`."""
 
 from __future__ import annotations
 
-import shutil
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import asyncpg
 
+from research.pipeline import ANALYZER_MODEL, REGIME_MODEL
+from serving.process import vanta_command
 from serving.results import write_analytics, write_regimes
 from serving.scheduler import JobFailed, Summary, run_command
-from serving.state import ANALYZER_MODEL, REGIME_MODEL, ServingState, latest_tag
+from serving.state import ServingState, latest_tag
 
 # The papermill research run (executed notebooks and the HTML report), then `vanta train`, which
 # registers only the models that beat their baselines walk-forward.
 RETRAIN_STEPS: tuple[tuple[str, ...], ...] = (("research", "run"), ("train",))
-
-
-def vanta_command(*args: str) -> list[str]:
-    """The `vanta` console script of this interpreter's environment (not whatever is on PATH)."""
-    beside = Path(sys.executable).with_name("vanta")
-    found = str(beside) if beside.exists() else shutil.which("vanta")
-    if found is None:
-        raise JobFailed("the vanta command is not installed beside this Python")
-    return [found, *args]
 
 
 async def retrain(*, timeout_s: float, steps: tuple[tuple[str, ...], ...] = RETRAIN_STEPS) -> Summary:
@@ -33,7 +23,7 @@ async def retrain(*, timeout_s: float, steps: tuple[tuple[str, ...], ...] = RETR
     for step in steps:
         try:
             summary[" ".join(step)] = dict(await run_command(vanta_command(*step), timeout_s=timeout_s))
-        except JobFailed as exc:
+        except (JobFailed, FileNotFoundError) as exc:
             raise JobFailed(f"vanta {' '.join(step)}: {exc}") from None
     return summary
 
