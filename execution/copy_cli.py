@@ -66,6 +66,7 @@ def execute(
     from data.sources.chain.rpc import ChainRpc
     from execution.copy.engine import CopyEngine, EngineConfig, LastPriceFeed
     from execution.copy.leader_equity import ChainLeaderEquity
+    from execution.copy.regime_service import service_regime
     from infra.runtime import open_services, stop_on_signals
 
     settings = get_settings()
@@ -88,14 +89,23 @@ def execute(
             # Leaders' equity (proportional sizing) from the chain; unreachable, it is a refusal.
             chain = ChainRpc(settings.base_rpc_url, max_attempts=3)
             equity = ChainLeaderEquity(chain, settings.usdc_address)
+            regime, serving = service_regime(settings, catalogue)  # the guard asks SERVING_URL
             try:
                 async with CopyEngine(
-                    services.pool, services.redis, target, feed, catalogue, config, leader_equity=equity
+                    services.pool,
+                    services.redis,
+                    target,
+                    feed,
+                    catalogue,
+                    config,
+                    leader_equity=equity,
+                    regime=regime,
                 ) as engine:
                     await engine.run(stop, start_id="0" if from_start else "$")
             finally:
                 await target.close()
                 await chain.close()
+                await serving.close()
 
     asyncio.run(run())
 
@@ -157,7 +167,7 @@ def follow_add(
     copy_existing: bool = typer.Option(False, help="also copy positions the leader already holds"),
     slippage_bps: int = typer.Option(50, min=0),
     regime_guard: bool = typer.Option(
-        False, help="refuse opens while the regime model says red (or has no answer: not served yet)"
+        False, help="refuse opens while the regime model says red (or cannot answer: regime_unknown)"
     ),
     block: list[int] = typer.Option([], help="pair index never to copy (repeatable)"),
     allow: list[int] = typer.Option([], help="only these pair indexes (repeatable)"),

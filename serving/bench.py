@@ -170,7 +170,10 @@ async def _bench() -> dict[str, float]:
             traders = [r.trader for r in page.rows]
             # Warm: every card cached.
             await _latencies(
-                service.url, traders, rate_per_client=None, requests_per_client=2 * len(traders) // CLIENTS + 2
+                service.url,
+                traders,
+                rate_per_client=None,
+                requests_per_client=2 * len(traders) // CLIENTS + 2,
             )
             latencies, _ = await _latencies(
                 service.url, traders, rate_per_client=RATE_PER_CLIENT, requests_per_client=PACED_REQUESTS
