@@ -173,6 +173,7 @@ def train_analyzer(
             f"history too short to train: {tables.trades.height} closed trades before as-of; training needs "
             f"at least {forecast.WARMUP_DAYS + forecast.HORIZON_DAYS * (forecast.MIN_TRAIN_DATES + 1)} days of them"
         )
+    forecast.check_trainable(panel.filter(pl.col("label_complete")))
     wf = forecast.walk_forward(panel, seed=seed)
     report = forecast.forecast_report(wf, seed=seed)
     ok, verdict = forecast.beats_baselines(report["copy_auc"])  # type: ignore[arg-type]
@@ -449,3 +450,22 @@ def regime_summary_rows(outcome: RegimeOutcome) -> list[dict[str, object]]:
             }
         )
     return rows
+
+
+def regime_guard_rows(label: str, plain: pl.DataFrame, guarded: pl.DataFrame) -> list[dict[str, object]]:
+    """What refusing copies while the pair is red does to the AI ranking's follower: PnL and drawdown."""
+    a = plain.filter(pl.col("ranking") == "ai_score").row(0, named=True)
+    b = guarded.filter(pl.col("ranking") == "ai_score").row(0, named=True)
+    return [
+        {
+            "population": label,
+            "model": "regime guard on top-10 by AI score",
+            "metric": "mean weekly follower PnL (USDC); max drawdown",
+            "model_value": b["mean_weekly_pnl_usdc"],
+            "model_ci": f"[{b['ci_low']:.1f}, {b['ci_high']:.1f}]; drawdown {b['max_drawdown_usdc']:.1f}",
+            "baseline": "no guard",
+            "baseline_value": a["mean_weekly_pnl_usdc"],
+            "difference_ci": f"drawdown {a['max_drawdown_usdc']:.1f}",
+            "better": bool(b["max_drawdown_usdc"] <= a["max_drawdown_usdc"]),
+        }
+    ]

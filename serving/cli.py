@@ -92,10 +92,10 @@ def _pair_fees() -> dict[int, tuple[int, int]]:
     return {i: (p.open_fee_ppm, p.close_fee_ppm) for i, p in catalogue.items()}
 
 
-def regime_candles(events: Any, as_of: int | None) -> dict[str, Any]:
+def regime_candles(events: Any, as_of: int | None, *, recent: bool = True) -> dict[str, Any]:
     """Candles for the regime: the real files beside the project when they reach the as-of time
-    (any time when none is given), else 15-minute bars from the prices the stored events reveal
-    (pairs with a week of them)."""
+    (any time when none is given; with `recent` False, any history before it: training), else
+    15-minute bars from the prices the stored events reveal (pairs with a week of them)."""
     from infra.settings import get_settings
     from research import regime
     from research.pipeline import load_candles
@@ -104,7 +104,7 @@ def regime_candles(events: Any, as_of: int | None) -> dict[str, Any]:
     covered = {
         p: c
         for p, c in candles.items()
-        if c.height and (as_of is None or int(c["ts"].max()) >= as_of - 3 * 3600)
+        if c.height and (as_of is None or not recent or int(c["ts"].max()) >= as_of - 3 * 3600)
     }
     if covered:
         return covered
@@ -189,7 +189,7 @@ def train(
             )
         )
 
-    candles = regime_candles(events, t)
+    candles = regime_candles(events, t, recent=False)
     try:
         rg = pipeline.train_regime(candles, seed=seed)
     except regime.RegimeError as exc:
@@ -475,11 +475,17 @@ def research_run(
     }
     with Progress() as bar:
         task = bar.add_task("notebooks", total=len(report.NOTEBOOKS))
-        executed = report.run_notebooks(run_dir, params, progress=lambda nb: bar.advance(task))
-    html = report.render_html(run_dir, executed)
-    typer.echo(
-        json.dumps({"run_dir": str(run_dir), "report": str(html), "notebooks": [p.name for p in executed]})
-    )
+        executed, failed = report.run_notebooks(run_dir, params, progress=lambda nb: bar.advance(task))
+    html = report.render_html(run_dir, executed, failed=failed)
+    summary = {
+        "run_dir": str(run_dir),
+        "report": str(html),
+        "notebooks": [p.name for p in executed],
+        "failed": dict(failed),
+    }
+    typer.echo(json.dumps(summary))
+    if failed:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
