@@ -262,7 +262,7 @@ def truth_evaluation(
 class RegimeOutcome:
     beats_baseline: bool
     verdict: str
-    model: regime.RegimeModel | None
+    model: regime.RegimeModel  # fitted either way; registered only when it beats the baseline
     holdout: dict[str, dict[str, object]]  # pair → {"hmm": ratio..., "vol_quantiles": ratio...}
     split_ts: int
     backtest: pl.DataFrame | None = None
@@ -271,8 +271,11 @@ class RegimeOutcome:
         return {"holdout_start": self.split_ts, "red_green_fwd_vol": self.holdout}
 
 
-def load_candles(prices_dir: Path, *, before: int | None = None) -> dict[str, pl.DataFrame]:
-    """The real 15-minute candles beside the project, by pair symbol (those present)."""
+def load_candles(
+    prices_dir: Path, *, before: int | None = None, last_days: int = 0
+) -> dict[str, pl.DataFrame]:
+    """The real 15-minute candles beside the project, by pair symbol (those present): those before
+    `before`, and of them only the last `last_days` days when that is not 0."""
     out = {}
     for pair, name in PRICE_FILES.items():
         path = prices_dir / name
@@ -280,8 +283,26 @@ def load_candles(prices_dir: Path, *, before: int | None = None) -> dict[str, pl
             frame = pl.read_ipc(path).sort("date").with_columns(ts=pl.col("date").dt.epoch("s"))
             if before is not None:
                 frame = frame.filter(pl.col("ts") < before)
+            if last_days:
+                frame = frame.tail(last_days * 96)
             out[pair] = frame.select("ts", "close")
     return out
+
+
+def save_regime(out_dir: str | Path, outcome: RegimeOutcome) -> Path:
+    """Keep a run's regime outcome for the notebooks after it (the backtest's guard)."""
+    import joblib
+
+    path = Path(out_dir) / "regime.joblib"
+    joblib.dump(outcome, path)
+    return path
+
+
+def load_regime(out_dir: str | Path) -> RegimeOutcome | None:
+    import joblib
+
+    path = Path(out_dir) / "regime.joblib"
+    return joblib.load(path) if path.exists() else None
 
 
 def train_regime(
@@ -319,7 +340,7 @@ def train_regime(
         + " the no-regime baseline (ratio 1) on the held-out period; "
         + "; ".join(parts)
     )
-    return RegimeOutcome(ok, verdict, model if ok else None, holdout, split)
+    return RegimeOutcome(ok, verdict, model, holdout, split)
 
 
 def regime_blocked_opens(
