@@ -43,7 +43,7 @@ def pair_fees(settings: Any) -> dict[int, tuple[int, int]]:
 
 
 def regime_candles(
-    events: Any, as_of: int | None, prices_dir: Path, *, recent: bool = True
+    events: Any, as_of: int | None, prices_dir: Path, *, recent: bool = True, last_days: int = 0
 ) -> dict[str, Any]:
     """Candles for the regime: the real files beside the project when they reach the as-of time
     (any time when none is given; with `recent` False, any history before it: training), else
@@ -51,7 +51,7 @@ def regime_candles(
     from research import regime
     from research.pipeline import load_candles
 
-    candles = load_candles(prices_dir, before=as_of)
+    candles = load_candles(prices_dir, before=as_of, last_days=last_days)
     covered = {
         p: c
         for p, c in candles.items()
@@ -135,7 +135,9 @@ async def train_models(pool: Any, settings: Any, as_of: int | None, *, seed: int
             )
         )
 
-    candles = regime_candles(events, t, settings.shared_data_dir / "prices", recent=False)
+    candles = regime_candles(
+        events, t, settings.shared_data_dir / "prices", recent=False, last_days=settings.regime_train_days
+    )
     try:
         rg = await asyncio.to_thread(pipeline.train_regime, candles, seed=seed)
     except regime.RegimeError as exc:
