@@ -109,7 +109,7 @@ class RegimeModel:
         x = np.vstack([_obs_matrix(o) for o in parts])
         hmm = GaussianHMM(n_components=3, covariance_type="diag", n_iter=100, random_state=seed, tol=1e-3)
         hmm.fit(x, lengths=[o.height for o in parts])
-        order = np.argsort(hmm.means_[:, 1])  # by mean 24-hour volatility
+        order = np.argsort(hmm.means_[:, -1])  # by mean 24-hour volatility (the last observation)
         colors = [""] * 3
         for rank, state in enumerate(order):
             colors[state] = COLORS[rank]

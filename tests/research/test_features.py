@@ -138,3 +138,44 @@ def test_batched_bootstrap_separates_an_edge_from_noise() -> None:
     assert 0.3 < p[:200].mean() < 0.7  # uniform under the null
     single = skill.stationary_bootstrap_pvalue(edge[0], n_boot=300)
     assert single < 0.01 and not math.isnan(p[0])
+
+
+def test_both_snapshot_layouts_give_the_same_events() -> None:
+    """`vanta snapshot` writes PostgreSQL's columns (decimals, timestamps), the simulator its own."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from research.pipeline import events_from_snapshot
+
+    events, _ = small_population()
+    sample = events.head(500)
+    pg = sample.select(
+        "event_id",
+        "venue",
+        "source",
+        "trader",
+        "pair_index",
+        "pair",
+        "kind",
+        "trade_index",
+        "open_ts",
+        "side",
+        "collateral_usdc",
+        "size_closed_usdc",
+        "open_fee_usdc",
+        "close_fee_usdc",
+        "rollover_fee_usdc",
+        "loss_protection_usdc",
+        "usdc_sent",
+        ts=pl.Series([datetime.fromtimestamp(t, UTC) for t in sample["ts"]]),
+        leverage=pl.Series(
+            [Decimal(v).scaleb(-10) for v in sample["leverage_e10"]], dtype=pl.Decimal(38, 10)
+        ),
+        price=pl.Series([Decimal(v).scaleb(-10) for v in sample["price_e10"]], dtype=pl.Decimal(38, 10)),
+    )
+    back = events_from_snapshot(pg)
+    same = ["event_id", "trader", "kind", "ts", "open_ts", "leverage_e10", "price_e10", "usdc_sent"]
+    assert back.select(same).equals(sample.select(same))
+    assert F.trade_table(back)["realized"].equals(
+        F.trade_table(sample.with_columns(tp_e10=None, sl_e10=None))["realized"]
+    )
