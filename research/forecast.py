@@ -3,8 +3,8 @@
 Panel: weekly as-of dates; at each, every trader's point-in-time features (`research.features`)
 and what followed in the next 7 days (labels). Three supervised models, all LightGBM:
 
-- win: P(the trader's net realized PnL over the next 7 days > 0), calibrated (isotonic, or Platt
-  on few rows) → `p_win_7d`. The seed's RandomForest is fitted beside it for comparison.
+- win: P(the trader's net realized PnL over the next 7 days > 0), calibrated (Platt)
+  → `p_win_7d`. The seed's RandomForest is fitted beside it for comparison.
 - pnl: the next 7 days' net PnL in USDC (fitted on asinh(pnl / 100) so a few whales do not own
   the fit) → `expected_pnl_7d_usdc`.
 - copy: P(a follower copying the trader's positions opened in the next 7 days, at fixed
@@ -109,7 +109,9 @@ def _x(frame: pl.DataFrame) -> np.ndarray:
 
 
 def _calibrated(x: np.ndarray, y: np.ndarray, seed: int) -> CalibratedClassifierCV:
-    method = "isotonic" if len(y) >= 1000 else "sigmoid"
+    # Platt scaling, not isotonic: it is monotone in the model's own score, so a ranking keeps all of
+    # the model's order (isotonic steps tie whole groups of traders at one probability).
+    method = "sigmoid"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # feature-name warnings from lightgbm
         return CalibratedClassifierCV(_lgbm_classifier(seed), method=method, cv=3, ensemble=False).fit(x, y)

@@ -44,6 +44,7 @@ def run_notebooks(
     returned beside the executed paths as (name, error's last line)."""
     import papermill
 
+    run_dir = run_dir.resolve()  # the kernels run inside it: relative paths would move with them
     run_dir.mkdir(parents=True, exist_ok=True)
     done, failed = [], []
     for name in notebooks:

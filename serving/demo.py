@@ -46,7 +46,7 @@ async def train_and_analyze(services: Services) -> dict[str, Any]:
         "as_of": as_of,
         "horizon_days": 7,
         "seed": 0,
-        "prices_dir": str(services.settings.shared_data_dir / "prices"),
+        "prices_dir": str((services.settings.shared_data_dir / "prices").resolve()),
         "label": "demo population",
     }
     console.print(f"research report: executing {len(report.NOTEBOOKS)} notebooks into {run_dir} ...")

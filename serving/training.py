@@ -82,7 +82,7 @@ async def train_models(pool: Any, settings: Any, as_of: int | None, *, seed: int
         if as_of is not None
         else (int(events["ts"].max()) + 1 if events.height else int(datetime.now(UTC).timestamp()))
     )
-    snapshot = settings.vanta_home / "snapshots" / f"train-{t}.duckdb"
+    snapshot = (settings.vanta_home / "snapshots" / f"train-{t}.duckdb").resolve()
     write_duckdb(snapshot, {"trade_events": events})
     summary: dict[str, Any] = {"as_of": _iso(t), "events": events.height, "snapshot": str(snapshot)}
     records: list[dict[str, Any]] = []
