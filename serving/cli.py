@@ -94,6 +94,11 @@ def analyze(
     ),
     as_json: bool = typer.Option(False, "--json", help="JSON lines, one per trader"),
     limit: int = typer.Option(0, min=0, help="rows to show (0: all)"),
+    eligible_only: bool = typer.Option(
+        False,
+        "--eligible-only",
+        help="only leaders passing LEADER_ACTIVE_HOURS, _MIN_TRADES_30D, _MIN_VOLUME_30D_USD",
+    ),
 ) -> None:
     """One row per trader: rank, copyability score, 7-day forecast, anomaly flags, archetype, PSR/DSR."""
     from infra.settings import get_settings
@@ -111,7 +116,19 @@ def analyze(
     tables = Tables.from_events(events)
     feats = tables.features_at(t)
     model = registry.load_latest(ANALYZER_MODEL)
-    rows = A.score_frame(feats, model.obj if model else None)
+    settings = get_settings()
+    eligible = (
+        A.eligible_traders(
+            tables.trades,
+            t,
+            active_hours=settings.leader_active_hours,
+            min_trades_30d=settings.leader_min_trades_30d,
+            min_volume_30d_usd=settings.leader_min_volume_30d_usd,
+        )
+        if eligible_only
+        else None
+    )
+    rows = A.score_frame(feats, model.obj if model else None, eligible=eligible)
     if limit:
         rows = rows.head(limit)
     note = (

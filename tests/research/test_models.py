@@ -182,3 +182,17 @@ def test_regime_on_the_real_prices_held_out() -> None:
     for pair, h in outcome.holdout.items():
         assert h["hmm"]["red_hours"] > 0 and h["hmm"]["green_hours"] > 0, pair
         assert h["hmm"]["ratio"] > 1.0, pair  # red hours are followed by more volatility than green ones
+
+
+def test_eligibility_settings_filter_the_leaderboard() -> None:
+    trades = pl.DataFrame(
+        [_trade(trader="busy", ts=29 * DAY + i, notional=1_000.0) for i in range(5)]
+        + [_trade(trader="idle", ts=DAY + i, notional=1_000.0) for i in range(5)]
+        + [_trade(trader="small", ts=29 * DAY + i, notional=10.0) for i in range(5)]
+    )
+    ok = A.eligible_traders(trades, 30 * DAY, active_hours=72, min_trades_30d=5, min_volume_30d_usd=1_000)
+    assert ok.to_list() == ["busy"]
+    from research.features import trader_features
+
+    rows = A.score_frame(trader_features(trades, 30 * DAY), None, eligible=ok)
+    assert rows["trader"].to_list() == ["busy"] and rows["rank"].to_list() == [1]
