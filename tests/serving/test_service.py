@@ -28,13 +28,13 @@ from research.analyzer import score_frame
 from research.ledger import PositionLedger
 from research.pipeline import ANALYZER_MODEL, REGIME_MODEL, Tables
 from research.stats import closes_frame, trader_stats
-from serving.cli import load_event_frame
 from serving.client import ServingClient, Unknown
 from serving.jobs import refresh
 from serving.population import Model
 from serving.process import ServiceProcess, register_models, vanta_command
 from serving.regimes import LOOKBACK_SECONDS, bars_15m
 from serving.state import ServingState
+from serving.training import load_event_frame
 from tests.execution.copy_fixtures import add_followers, leader_event
 from tests.serving.conftest import ELIGIBILITY, Snapshot, Store, fit_models
 from tests.waiting import until
