@@ -29,10 +29,11 @@ from research.ledger import PositionLedger
 from research.pipeline import ANALYZER_MODEL, REGIME_MODEL, Tables
 from research.stats import closes_frame, trader_stats
 from serving.client import ServingClient, Unknown
-from serving.jobs import refresh
+from serving.jobs import refresh, retrain, retrain_alert
 from serving.population import Model
 from serving.process import ServiceProcess, register_models, vanta_command
 from serving.regimes import LOOKBACK_SECONDS, bars_15m
+from serving.scheduler import Job, Scheduler
 from serving.state import ServingState
 from serving.training import load_event_frame
 from tests.execution.copy_fixtures import add_followers, leader_event
@@ -313,6 +314,34 @@ async def test_the_refresh_writes_regimes_and_analytics_and_the_rankings_use_the
     ].to_list()
     assert [c["trader"] for c in candidates] == expected[:15]
     assert all(c["ai_score"] is not None and c["dsr"] is not None for c in candidates)
+
+
+async def test_a_failed_retraining_alerts_the_admins_and_the_service_keeps_its_models(
+    service: ServiceProcess, snapshot: Snapshot, store: Store
+) -> None:
+    """The scheduler's retrain job running the real `vanta train`, which fails on a bad as-of."""
+    pool = await db.create_pool(snapshot.db_url, max_size=2)
+    try:
+        await pool.execute("INSERT INTO users (telegram_user_id, is_admin) VALUES (424242, true)")
+        env = {**os.environ, "DATABASE_URL": snapshot.db_url, "BENTOML_HOME": str(store.home)}
+
+        async def retraining() -> dict[str, object]:
+            return dict(await retrain(timeout_s=300, steps=(("train", "--as-of", "yesterday-ish"),), env=env))
+
+        job = Job("retrain", 86_400, retraining, alert=retrain_alert(lambda: sorted(store.tags.values())))
+        assert not await Scheduler(pool, []).run_job(job)
+        [note] = await pool.fetch("SELECT kind, text FROM notifications")
+    finally:
+        await pool.close()
+    assert note["kind"] == "admin_alert"
+    assert (
+        "vanta train: exit 2: vanta: --as-of: 'yesterday-ish' is neither ISO 8601 nor unix seconds"
+        in note["text"]
+    )
+    assert all(tag in note["text"] for tag in store.tags.values())
+    async with ServingClient(service.url, timeout_s=30) as client:
+        health = await client.health()
+    assert not isinstance(health, Unknown) and health.models == store.tags
 
 
 async def test_the_engine_refuses_guarded_opens_while_the_service_is_down_and_copies_once_it_is_back(
