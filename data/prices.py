@@ -97,6 +97,23 @@ async def price_history(
     return pl.DataFrame(rows, schema=PRICE_HISTORY_SCHEMA, orient="row").sort("pair", "ts", "source")
 
 
+async def latest_price_times(conn: asyncpg.Connection, catalogue: Mapping[int, Pair]) -> dict[str, int]:
+    """The time of each pair's latest price from either source (pairs with none are left out)."""
+    fills = await conn.fetch(
+        "SELECT p AS pair_index, (SELECT extract(epoch FROM max(t.ts))::bigint FROM trade_events t "
+        "WHERE t.pair_index = p AND t.kind = ANY($2::text[]) AND t.price > 0) AS ts "
+        "FROM unnest($1::int[]) AS p",
+        list(catalogue),
+        _FILL_KINDS,
+    )
+    latest = {catalogue[r["pair_index"]].symbol: r["ts"] for r in fills if r["ts"] is not None}
+    for r in await conn.fetch(
+        "SELECT pair, extract(epoch FROM max(ts))::bigint AS ts FROM market_prices GROUP BY pair"
+    ):
+        latest[r["pair"]] = max(latest.get(r["pair"], 0), r["ts"])
+    return latest
+
+
 async def price_version(conn: asyncpg.Connection) -> str:
     """Changes whenever a newer price arrives from either source."""
     row = await conn.fetchrow(

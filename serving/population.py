@@ -139,9 +139,14 @@ def population_from_features(
         .join(pairs, on="trader", how="left")
         .with_columns(
             eligible=pl.col("eligible").fill_null(False),
-            flagged=pl.col("anomaly").fill_null(False) | (pl.col("flags").list.len() > 0),
+            flagged=pl.col("flags").list.len() > 0,
+            anomaly=pl.col("anomaly").fill_null(False),
         )
         .sort("rank")
+        # The place on the default leaderboard: eligible leaders in the analyzer's order.
+        .with_columns(
+            leader_rank=pl.when(pl.col("eligible")).then(pl.col("eligible").cast(pl.Int64).cum_sum())
+        )
     )
     return Population(
         as_of=as_of,
@@ -253,7 +258,8 @@ def trader_card(
     return TraderCard(
         trader=trader,
         as_of=population.as_of,
-        rank=int(row["rank"]),
+        rank=int(row["leader_rank"]) if row["leader_rank"] is not None else None,
+        analyzer_rank=int(row["rank"]),
         score=_float(row["score"]),
         stats=_stats(stats_row),
         skill=Skill(
@@ -313,7 +319,7 @@ def leaderboard_page(
     if archetype:
         rows = rows.filter(pl.col("archetype") == archetype)
     if hide_flagged:
-        rows = rows.filter(~pl.col("flagged"))
+        rows = rows.filter(~pl.col("flagged") & ~pl.col("anomaly"))
     if sort == "pnl":
         rows = rows.sort(["net_pnl_usdc", "rank"], descending=[True, False], nulls_last=True)
     elif sort == "psr":
@@ -333,7 +339,8 @@ def leaderboard_page(
             min_trl_days=_float(r["min_trl_days"]),
             trades=int(r["trades"]),
             archetype=r["archetype"],
-            flagged=bool(r["flagged"]),
+            flags=list(r["flags"] or []),
+            anomaly=bool(r["anomaly"]),
             eligible=bool(r["eligible"]),
         )
         for i, r in enumerate(window.iter_rows(named=True))
@@ -346,10 +353,10 @@ def leaderboard_page(
 def opportunities(
     population: Population, regimes: Mapping[str, RegimeState], *, limit: int, min_p_win: float
 ) -> list[Opportunity]:
-    """Unflagged eligible leaders whose 7-day win probability is at least `min_p_win`, in each of
+    """Eligible leaders, neither flagged nor outliers, whose 7-day win probability is at least `min_p_win`, in each of
     their main pairs whose regime is known and not red (green: copy; yellow: copy smaller)."""
     rows = population.rows.filter(
-        pl.col("eligible") & ~pl.col("flagged") & (pl.col("p_win_7d") >= min_p_win)
+        pl.col("eligible") & ~pl.col("flagged") & ~pl.col("anomaly") & (pl.col("p_win_7d") >= min_p_win)
     ).sort("rank")
     out: list[Opportunity] = []
     for r in rows.iter_rows(named=True):

@@ -76,7 +76,8 @@ class Forecast(BaseModel):
 class TraderCard(BaseModel):
     trader: str
     as_of: int
-    rank: int | None  # position among all traders scored (as `vanta analyze` ranks them)
+    rank: int | None  # place on the AI leaderboard of eligible leaders; None when not eligible
+    analyzer_rank: int  # place among every trader scored, as `vanta analyze` ranks them
     score: float | None
     stats: TraderStats | None  # None: no close in the window
     skill: Skill
@@ -90,7 +91,7 @@ class TraderCard(BaseModel):
 
 
 class LeaderboardRow(BaseModel):
-    rank: int
+    rank: int  # place in this leaderboard (its filters and sort)
     trader: str
     score: float | None
     p_win_7d: float | None
@@ -100,7 +101,8 @@ class LeaderboardRow(BaseModel):
     min_trl_days: float | None
     trades: int
     archetype: str | None
-    flagged: bool
+    flags: list[str]  # named flags (loss hiding, wash trading...): such traders rank last by score
+    anomaly: bool  # flags, or an outlier to the IsolationForest
     eligible: bool
 
 

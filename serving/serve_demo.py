@@ -82,7 +82,18 @@ def _show(health: Any, page: Any, card: Any, regimes: Any, opportunities: Any) -
     )
     if not isinstance(page, Unknown):
         table = Table(title=f"AI leaderboard, top {len(page.rows)} of {page.total} eligible")
-        for col in ("rank", "trader", "score", "p win 7d", "PSR", "DSR", "trades", "archetype", "flagged"):
+        for col in (
+            "rank",
+            "trader",
+            "score",
+            "p win 7d",
+            "PSR",
+            "DSR",
+            "MinTRL d",
+            "trades",
+            "archetype",
+            "flags",
+        ):
             table.add_column(col)
         for r in page.rows:
             table.add_row(
@@ -92,16 +103,17 @@ def _show(health: Any, page: Any, card: Any, regimes: Any, opportunities: Any) -
                 "–" if r.p_win_7d is None else f"{r.p_win_7d:.0%}",
                 "–" if r.psr is None else f"{r.psr:.2f}",
                 "–" if r.dsr is None else f"{r.dsr:.2f}",
+                "–" if r.min_trl_days is None or r.min_trl_days >= 1e5 else f"{r.min_trl_days:.0f}",
                 str(r.trades),
                 r.archetype or "–",
-                "yes" if r.flagged else "",
+                ", ".join(r.flags) or ("outlier" if r.anomaly else ""),
             )
         console.print(table)
         out["top5"] = [r.model_dump() for r in page.rows]
     if card is not None and not isinstance(card, Unknown):
         pnl = card.stats.net_pnl_usdc / 1e6 if card.stats else None
         console.print(
-            f"card of {card.trader[:12]}: rank {card.rank}, archetype {card.archetype}, "
+            f"card of {card.trader[:12]}: leaderboard rank {card.rank}, archetype {card.archetype}, "
             f"{len(card.equity_curve)} equity points, window PnL {pnl if pnl is None else f'{pnl:,.2f} USDC'}, "
             f"flags: {', '.join(f.reason for f in card.flags) or 'none'}"
         )

@@ -29,7 +29,7 @@ import polars as pl
 import redis.asyncio as aioredis
 
 from data.pairs import Pair
-from data.prices import price_history, price_version
+from data.prices import PRICE_HISTORY_SCHEMA, latest_price_times, price_history, price_version
 from data.store import load_events
 from infra.bus import Cache
 from infra.logs import log_fields
@@ -383,15 +383,20 @@ class ServingState:
             stamp = (prices, model.tag)
             if stamp == self._price_version and not force:
                 return
-            latest = await conn.fetchval(
-                "SELECT extract(epoch FROM greatest((SELECT max(ts) FROM trade_events), "
-                "(SELECT max(ts) FROM market_prices)))::bigint"
-            )
-            if latest is None:
-                self.regimes, self._price_version = {}, stamp
-                return
-            history = await price_history(
-                conn, self.catalogue, since=latest - LOOKBACK_SECONDS, until=latest, bucket_s=BAR_SECONDS
-            )
+            # Each pair's window ends at its own latest price: pairs priced at different times
+            # (a replayed simulation beside live fills) each get their regime.
+            latest = await latest_price_times(conn, self.catalogue)
+            frames = [
+                await price_history(
+                    conn,
+                    self.catalogue,
+                    since=ts - LOOKBACK_SECONDS,
+                    until=ts,
+                    pairs=[pair],
+                    bucket_s=BAR_SECONDS,
+                )
+                for pair, ts in sorted(latest.items())
+            ]
+        history = pl.concat(frames) if frames else pl.DataFrame(schema=PRICE_HISTORY_SCHEMA)
         self.regimes = await asyncio.to_thread(current_regimes, model, history)
         self._price_version = stamp

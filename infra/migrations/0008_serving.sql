@@ -10,8 +10,9 @@ CREATE TABLE market_prices (
 );
 CREATE INDEX market_prices_ts ON market_prices (ts);
 
--- Price history and the data version read trade_events by time across all traders.
+-- The data version reads trade_events by time across all traders, the regime's prices by pair.
 CREATE INDEX trade_events_ts ON trade_events (ts);
+CREATE INDEX trade_events_pair_ts ON trade_events (pair_index, ts);
 
 -- The serving layer reads the latest regime per pair and the latest analytics per trader.
 CREATE INDEX market_regime_data_latest ON market_regime_data (pair, ts DESC);

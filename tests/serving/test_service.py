@@ -83,7 +83,12 @@ async def test_every_endpoint_answers_what_the_research_functions_compute(
         assert card is not None and not isinstance(card, Unknown)
         feat = features.filter(trader=top["trader"]).row(0, named=True)
         stat = stats.filter(trader=top["trader"]).row(0, named=True)
-        assert (card.rank, card.archetype, card.anomaly) == (top["rank"], top["archetype"], top["anomaly"])
+        assert (card.analyzer_rank, card.archetype, card.anomaly) == (
+            top["rank"],
+            top["archetype"],
+            top["anomaly"],
+        )
+        assert card.rank == 1  # the best eligible leader tops the AI leaderboard
         assert card.score == pytest.approx(top["score"], rel=1e-12)
         assert card.forecast.p_win_7d == pytest.approx(top["p_win_7d"], rel=1e-12)
         assert card.forecast.expected_pnl_7d_usdc == pytest.approx(top["expected_pnl_7d_usdc"], rel=1e-12)
@@ -110,6 +115,7 @@ async def test_every_endpoint_answers_what_the_research_functions_compute(
         expected_order = rows.filter(pl.col("trader").is_in(list(eligible)))["trader"].to_list()
         assert first.total == len(expected_order)
         assert [r.trader for r in first.rows] == expected_order[:10]
+        assert first.rows[0].trader == card.trader and first.rows[0].rank == card.rank
         second = await client.leaderboard(page=2, page_size=10)
         assert not isinstance(second, Unknown)
         assert [r.trader for r in second.rows] == expected_order[10:20] and second.rows[0].rank == 11
@@ -123,7 +129,7 @@ async def test_every_endpoint_answers_what_the_research_functions_compute(
         assert psrs == sorted(psrs, reverse=True)
         clean = await client.leaderboard(eligible_only=False, hide_flagged=True, min_trades=50, page_size=200)
         assert not isinstance(clean, Unknown)
-        assert clean.rows and all(not r.flagged and r.trades >= 50 for r in clean.rows)
+        assert clean.rows and all(not r.flags and not r.anomaly and r.trades >= 50 for r in clean.rows)
         assert clean.total < features.height
         arche = top["archetype"]
         same = await client.leaderboard(eligible_only=False, archetype=arche, page_size=200)
@@ -184,11 +190,10 @@ async def _events_of(snapshot: Snapshot, trader: str) -> list:
 def _research_regime(events: pl.DataFrame, pair: str, store: Store) -> dict:
     """The research regime of the pair's last hour, on the window of prices the service reads."""
     index = {p.symbol: i for i, p in CATALOGUE.items()}[pair]
-    since = int(events["ts"].max()) - LOOKBACK_SECONDS
+    priced = events.filter((pl.col("pair_index") == index) & pl.col("price_e10").is_not_null())
+    since = int(priced["ts"].max()) - LOOKBACK_SECONDS  # the window ends at the pair's own latest price
     fills = (
-        events.filter(
-            (pl.col("pair_index") == index) & pl.col("price_e10").is_not_null() & (pl.col("ts") > since)
-        )
+        priced.filter(pl.col("ts") > since)
         .with_columns(bucket=pl.col("ts") // 900, late=pl.col("kind") != "open")
         .sort(["ts", "late", "event_id"])
         .group_by("bucket", maintain_order=True)
@@ -335,7 +340,7 @@ async def test_a_failed_retraining_alerts_the_admins_and_the_service_keeps_its_m
         await pool.close()
     assert note["kind"] == "admin_alert"
     assert (
-        "vanta train: exit 2: vanta: --as-of: 'yesterday-ish' is neither ISO 8601 nor unix seconds"
+        "vanta train --as-of yesterday-ish: exit 2: vanta: --as-of: 'yesterday-ish' is neither ISO 8601 nor unix seconds"
         in note["text"]
     )
     assert all(tag in note["text"] for tag in store.tags.values())
