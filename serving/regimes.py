@@ -19,14 +19,19 @@ from serving.schemas import RegimeState
 
 BAR_SECONDS = 900
 LOOKBACK_SECONDS = (regime.NORM_HOURS + 24) * 3600
+# A pair whose prices are sparse (a few trades a day) would show a calm regime made of the same
+# price carried forward: it gets none unless half its 15-minute bars of the last week had a price.
+COVERAGE_BARS = 7 * 96
+MIN_PRICED_SHARE = 0.5
 
 
 def bars_15m(history: pl.DataFrame, pair: str) -> pl.DataFrame:
     """15-minute closes (ts = bar open) of one pair: each bar's last price, carried forward over
-    bars without one, as `research.regime.bars_from_events` builds them from an event frame."""
+    bars without one, as `research.regime.bars_from_events` builds them from an event frame;
+    `priced` tells the bars that had a price of their own."""
     p = history.filter(pl.col("pair") == pair)
     if p.is_empty():
-        return pl.DataFrame(schema={"ts": pl.Int64, "close": pl.Float64})
+        return pl.DataFrame(schema={"ts": pl.Int64, "close": pl.Float64, "priced": pl.Boolean})
     last = (
         p.with_columns(bar=(pl.col("ts") // BAR_SECONDS) * BAR_SECONDS)
         .sort("ts", maintain_order=True)
@@ -35,15 +40,19 @@ def bars_15m(history: pl.DataFrame, pair: str) -> pl.DataFrame:
     )
     grid = pl.DataFrame({"ts": np.arange(int(last["bar"].min()), int(last["bar"].max()) + 1, BAR_SECONDS)})
     return grid.join(last.rename({"bar": "ts"}), on="ts", how="left").with_columns(
-        pl.col("close").forward_fill()
+        priced=pl.col("close").is_not_null(), close=pl.col("close").forward_fill()
     )
 
 
 def current_regimes(model: Model, history: pl.DataFrame) -> dict[str, RegimeState]:
-    """The latest classified hour of every pair in `history` that has enough of it."""
+    """The latest classified hour of every pair in `history` with enough prices: the 30-day
+    volatility norm's warm-up behind it, and half its bars of the last week priced."""
     out: dict[str, RegimeState] = {}
     for pair in sorted(set(history["pair"].to_list())):
-        obs = regime.hourly_observations(bars_15m(history, pair))
+        bars = bars_15m(history, pair)
+        if bars.tail(COVERAGE_BARS)["priced"].mean() < MIN_PRICED_SHARE:  # type: ignore[operator]
+            continue
+        obs = regime.hourly_observations(bars.drop("priced"))
         if obs.is_empty():
             continue
         last = model.obj.classify(obs).row(-1, named=True)

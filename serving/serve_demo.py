@@ -50,7 +50,7 @@ async def serve_and_ask(services: Services) -> dict[str, Any]:
             health = await client.health()
             page = await client.leaderboard(page_size=5)
             regimes = await client.regime()
-            opportunities = await client.opportunities(limit=5)
+            opportunities = await client.opportunities(limit=5, min_p_win=0.5)
             card = None
             if not isinstance(page, Unknown) and page.rows:
                 card = await client.trader(page.rows[0].trader)
@@ -130,6 +130,10 @@ def _show(health: Any, page: Any, card: Any, regimes: Any, opportunities: Any) -
     if not isinstance(opportunities, Unknown):
         for o in opportunities:
             console.print(f"opportunity: {o.trader[:12]} in {o.pair}: {o.reason}")
+        if not opportunities:
+            console.print(
+                "opportunities: no eligible, unflagged leader with a 7-day win probability of 50 % or more in a pair that is not red"
+            )
         out["opportunities"] = len(opportunities)
     return out
 
