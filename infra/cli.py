@@ -73,17 +73,31 @@ def _register_plugins() -> None:
 
 
 def main() -> None:
+    """The `vanta` entry point. Failures the user can act on end in one line on stderr: bad
+    settings (exit 2), a server that cannot be reached or any other `UserFacingError` (exit 1).
+    A service stopped by SIGINT/SIGTERM exits 0 even if it had to be cancelled mid-step."""
+    import asyncio
+
+    from infra.errors import UserFacingError
+    from infra.logs import SecretMasker, configure_logging
+    from infra.runtime import stop_requested
+
     try:
-        get_settings()
+        settings = get_settings()
     except SettingsError as exc:
         typer.echo(f"vanta: {exc}", err=True)
         sys.exit(2)
-    from infra.logs import configure_logging
-
-    settings = get_settings()
     configure_logging(settings.log_level, settings.secret_values())
     _register_plugins()
-    app()
+    try:
+        app()
+    except UserFacingError as exc:
+        typer.echo(f"vanta: {SecretMasker(settings.secret_values())(str(exc))}", err=True)
+        sys.exit(exc.exit_code)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        if stop_requested.is_set():
+            sys.exit(0)
+        raise
 
 
 @app.command("demo")
