@@ -470,11 +470,11 @@ def stop_embedded_redis(home: Path) -> None:
 
 
 def status(home: Path) -> dict[str, dict[str, object]]:
-    """Each embedded server of `home`: running or not, its PID, and the PIDs of its live users."""
+    """Each embedded server of `home`: its PID (None when stopped), URL and live users' PIDs."""
     home = home.resolve()
     with _home_lock(home):
         return {
-            name: {"pid": server.pid(home), "users": live_leases(home, name)}
+            name: {"pid": server.pid(home), "url": server.url(home), "users": live_leases(home, name)}
             for name, server in _SERVERS.items()
         }
 
