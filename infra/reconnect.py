@@ -118,7 +118,7 @@ async def with_reconnect(
 
     async for attempt in AsyncRetrying(
         retry=retry_if_exception(is_transient),
-        wait=wait_exponential_jitter(initial=0.1, max=backoff_max_s, jitter=0.1),
+        wait=wait_exponential_jitter(multiplier=0.1, max=backoff_max_s, jitter=0.1),
         stop=stop_never if give_up_after_s is None else stop_after_delay(give_up_after_s),
         sleep=wait_or_stop,
         before_sleep=note_failure,
