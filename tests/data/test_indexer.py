@@ -423,3 +423,75 @@ async def test_index_commands_stop_within_5s_of_sigterm_mid_retry(
     print(f"{command}: exited {took:.2f} s after SIGTERM")
     assert took < 5, f"{command} took {took:.1f} s to stop"
     assert proc.returncode in (0, 130), proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+
+
+async def test_tail_survives_redis_and_postgres_restarts(
+    chain: tuple[Anvil, LocalAvantis], tmp_path: Path
+) -> None:
+    """Activity goes on while Redis is SIGKILLed and restarted, then while PostgreSQL is crash-
+    stopped for 3 s: the tail stores and publishes every event of the final chain."""
+    from tests.servers import RestartablePostgres, RestartableRedis
+
+    node, local = chain
+    addresses = [local.trading.address.lower()]
+    with RestartablePostgres(tmp_path) as pg, RestartableRedis(tmp_path) as rds:
+        env = indexer_env(tmp_path, pg.url, rds.url, addresses)
+        log = tmp_path / "tail.log"
+        with log.open("ab") as sink:
+            tail = subprocess.Popen(
+                [VANTA, "index", "tail", "--rpc-url", node.http_url, "--ws-url", "none"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=sink,
+                start_new_session=True,
+            )
+        pool = None
+        try:
+            deadline = time.monotonic() + 60
+            while pool is None or await checkpoint(pool) < 0:  # a fresh tail starts at the head
+                try:
+                    pool = pool or await asyncpg.create_pool(pg.url, min_size=1, max_size=2)
+                    await checkpoint(pool)
+                except (OSError, asyncpg.PostgresError):
+                    pool = None
+                assert time.monotonic() < deadline and tail.poll() is None, log.read_text()[-3000:]
+                await asyncio.sleep(0.2)
+            activity = Activity(local, seed=21, traders=5)
+            activity.run(30)
+            await caught_up(pool, node, log, timeout=60)
+
+            rds.kill()
+            activity.run(20)  # indexed while Redis is down: the publish fails, the range is retried
+            rds.start()
+            await caught_up(pool, node, log, timeout=60)
+
+            await pool.close()
+            pg.stop()
+            activity.run(20)
+            await asyncio.sleep(3)
+            pg.start()
+            pool = await asyncpg.create_pool(pg.url, min_size=1, max_size=2)
+            final = await caught_up(pool, node, log, timeout=60)
+            assert tail.poll() is None, log.read_text()[-3000:]
+            sent = time.monotonic()
+            tail.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(tail.wait, 10)
+            took = time.monotonic() - sent
+        finally:
+            if tail.poll() is None:
+                os.killpg(tail.pid, signal.SIGKILL)
+            tail.wait(10)
+        truth, _ = chain_truth(node, addresses, final)
+        got, _ = await stored(pool)
+        redis = connect(rds.url)
+        published = {json.loads(m[1]["data"])["event_id"] for m in await redis.xrange(EVENTS_STREAM)}
+        await redis.aclose()
+        await pool.close()
+    text = log.read_text()
+    print(
+        f"tail: stored {len(got)} of {len(truth)} events, published {len(published & set(truth))}, stopped {took:.2f} s after SIGTERM"
+    )
+    assert got == truth and len(truth) > 30
+    assert published >= set(truth)
+    assert text.count("server unreachable; retrying with backoff") >= 2, text[-3000:]
+    assert code == 0 and took < 5

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import Callable
@@ -143,11 +144,13 @@ class Indexer:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        alive = self._lock_alive()
         conn, self._lock_conn = self._lock_conn, None
         if conn is None:
             return
-        if conn.is_closed():
-            await self.pool.release(conn)
+        if not alive:
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
             return
         try:
             await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", self.config.name)
@@ -155,11 +158,20 @@ class Indexer:
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             conn.terminate()  # the session ends, and its lock with it
 
+    def _lock_alive(self) -> bool:
+        """Whether the session holding the advisory lock still exists."""
+        if self._lock_conn is None:
+            return False
+        try:
+            return not self._lock_conn.is_closed()
+        except asyncpg.InterfaceError:
+            return False  # the pool already took the dead connection back
+
     async def _hold_lock(self) -> None:
         """Hold the one-indexer-per-chain advisory lock, taking it again if the session that held
         it is gone (a PostgreSQL restart ends it), then reload the checkpoint: it is the truth of
         what was committed, whatever this process believed before the outage."""
-        if self._lock_conn is not None and not self._lock_conn.is_closed():
+        if self._lock_alive():
             return
         if self._lock_conn is not None:
             with contextlib.suppress(Exception):
@@ -426,32 +438,39 @@ class Indexer:
         if end_after is None or end_after.hash != end_before.hash:
             raise ChainChanged(f"block {stop} changed while its range was read")
         raw_logs.sort(key=lambda lg: (int(lg["blockNumber"], 16), int(lg["logIndex"], 16)))
-        events, undecoded, hashes = await self._decode(raw_logs)
-        hashes[stop] = end_after.hash
-        result = RangeResult(logs=len(raw_logs), undecoded=len(undecoded))
-        async with self.pool.acquire() as conn, conn.transaction():
-            result.inserted = await insert_events(conn, events)
-            if undecoded:
+        # The mapper keeps joins across logs (open times, fees by transaction); if this range
+        # does not commit, it will be read again, so it must see the mapper as it was.
+        mapper_before = copy.deepcopy(self.mapper)
+        try:
+            events, undecoded, hashes = await self._decode(raw_logs)
+            hashes[stop] = end_after.hash
+            result = RangeResult(logs=len(raw_logs), undecoded=len(undecoded))
+            async with self.pool.acquire() as conn, conn.transaction():
+                result.inserted = await insert_events(conn, events)
+                if undecoded:
+                    await conn.executemany(
+                        "INSERT INTO raw_chain_logs (chain_id, tx_hash, log_index, block_number, block_hash, "
+                        "address, topic0, topics, data, reason) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) "
+                        "ON CONFLICT DO NOTHING",
+                        undecoded,
+                    )
                 await conn.executemany(
-                    "INSERT INTO raw_chain_logs (chain_id, tx_hash, log_index, block_number, block_hash, "
-                    "address, topic0, topics, data, reason) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) "
-                    "ON CONFLICT DO NOTHING",
-                    undecoded,
+                    "INSERT INTO indexer_blocks (chain_id, block_number, block_hash) VALUES ($1, $2, $3) "
+                    "ON CONFLICT (chain_id, block_number) DO UPDATE SET block_hash = EXCLUDED.block_hash",
+                    [(self.config.chain_id, n, h) for n, h in sorted(hashes.items())],
                 )
-            await conn.executemany(
-                "INSERT INTO indexer_blocks (chain_id, block_number, block_hash) VALUES ($1, $2, $3) "
-                "ON CONFLICT (chain_id, block_number) DO UPDATE SET block_hash = EXCLUDED.block_hash",
-                [(self.config.chain_id, n, h) for n, h in sorted(hashes.items())],
-            )
-            await conn.execute(
-                "DELETE FROM indexer_blocks WHERE chain_id = $1 AND block_number < $2",
-                self.config.chain_id,
-                stop - self.config.keep_block_hashes,
-            )
-            checkpoint = Checkpoint(stop, end_after.hash)
-            await self._write_checkpoint(conn, checkpoint)
-            if result.inserted and self.redis is not None:
-                await publish_events(self.redis, result.inserted, stream=self.config.events_stream)
+                await conn.execute(
+                    "DELETE FROM indexer_blocks WHERE chain_id = $1 AND block_number < $2",
+                    self.config.chain_id,
+                    stop - self.config.keep_block_hashes,
+                )
+                checkpoint = Checkpoint(stop, end_after.hash)
+                await self._write_checkpoint(conn, checkpoint)
+                if result.inserted and self.redis is not None:
+                    await publish_events(self.redis, result.inserted, stream=self.config.events_stream)
+        except BaseException:
+            self.mapper = mapper_before
+            raise
         self.checkpoint = checkpoint
         INDEXED_BLOCK.labels(chain_id=str(self.config.chain_id)).set(stop)
         LOGS_INDEXED.labels(chain_id=str(self.config.chain_id)).inc(len(raw_logs))
