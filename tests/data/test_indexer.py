@@ -271,6 +271,10 @@ async def test_restart_resumes_at_checkpoint_and_unknown_topics_are_kept(
     assert got == truth and got_raw == truth_raw
     reasons = {r["reason"] for r in await migrated_pool.fetch("SELECT reason FROM raw_chain_logs")}
     assert all(r.startswith("unknown topic0") for r in reasons)
+    opens = [e for e in got.values() if e["kind"] == "open"]
+    assert opens and all(e["open_fee_usdc"] > 0 for e in opens), "opens carry their opening fee"
+    oracle_sl = [e for e in got.values() if e["kind"] == "tp_sl_update" and e["order_id"] is not None]
+    assert oracle_sl, "Callbacks' SlUpdated became canonical TP/SL updates"
 
 
 async def test_indexer_refuses_a_node_of_another_chain(
