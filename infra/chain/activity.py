@@ -95,7 +95,7 @@ class Activity:
             kind = "tp_update"
         elif roll < 0.30:
             new_sl = self.prices[pair] * 95 // 100
-            if self.done["sl_update"] % 2:  # every other one through the oracle: Callbacks' SlUpdated
+            if self.done["sl_update"] % 2 == 0:  # every other one through the oracle: Callbacks' SlUpdated
                 receipt = self.chain.send_as(fn.requestSlUpdate(pair, index, new_sl), trader)
                 order = self.chain.trading.events.SlUpdateInitiated().process_receipt(receipt, errors=DISCARD)
                 self.chain.send_as(fn.executeSlUpdate(int(order[0]["args"]["orderId"])), self.chain.keeper)

@@ -231,6 +231,9 @@ async def test_backfill_tail_kill_reorg_flaky_rpc_exactly_once(
     assert not got.keys() - truth.keys(), "stored events the final chain does not have"
     assert not truth.keys() - got.keys(), "events on the chain missing from the database"
     assert got == truth  # every field, exactly
+    oracle_sl = [e for e in got.values() if e["kind"] == "tp_sl_update" and e["order_id"] is not None]
+    assert oracle_sl, "Callbacks' SlUpdated (oracle-run SL updates) became canonical TP/SL updates"
+    assert all(e["open_fee_usdc"] > 0 for e in got.values() if e["kind"] == "open")
     assert got_raw == truth_raw and got_raw
     assert "reorg: rolled back orphaned blocks" in tail_log
     assert "subscribed to new heads" in tail_log
@@ -273,8 +276,6 @@ async def test_restart_resumes_at_checkpoint_and_unknown_topics_are_kept(
     assert all(r.startswith("unknown topic0") for r in reasons)
     opens = [e for e in got.values() if e["kind"] == "open"]
     assert opens and all(e["open_fee_usdc"] > 0 for e in opens), "opens carry their opening fee"
-    oracle_sl = [e for e in got.values() if e["kind"] == "tp_sl_update" and e["order_id"] is not None]
-    assert oracle_sl, "Callbacks' SlUpdated became canonical TP/SL updates"
 
 
 async def test_indexer_refuses_a_node_of_another_chain(
