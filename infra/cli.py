@@ -24,6 +24,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="PostgreSQL schema.")
 app.add_typer(db_app, name="db")
+services_app = typer.Typer(no_args_is_help=True, help="The embedded PostgreSQL and Redis of VANTA_HOME.")
+app.add_typer(services_app, name="services")
 
 
 def emit_json(payload: object) -> None:
@@ -64,6 +66,34 @@ def db_status(as_json: bool = typer.Option(False, "--json", help="print JSON")) 
         typer.echo(f"migrations applied: {result['migrations_applied']} of {result['migrations_known']}")
         typer.echo("tables: " + ", ".join(result["tables"]))  # type: ignore[arg-type]
         typer.echo("views: " + ", ".join(result["views"]))  # type: ignore[arg-type]
+
+
+@services_app.command("status")
+def services_status(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Each server: external (its masked URL), or embedded with its PID (none when stopped) and
+    the PIDs of the processes using it. Embedded servers stop when their last user is gone."""
+    from infra import embedded
+    from infra.logs import mask_url
+
+    settings = get_settings()
+    local = embedded.status(settings.vanta_home)
+    result: dict[str, dict[str, object]] = {}
+    for name, external in (("postgres", settings.database_url), ("redis", settings.redis_url)):
+        if external is not None:
+            result[name] = {"mode": "external", "url": mask_url(external.get_secret_value())}
+        else:
+            result[name] = {"mode": "embedded", **local[name]}
+    if as_json:
+        emit_json(result)
+        return
+    for name, info in result.items():
+        if info["mode"] == "external":
+            typer.echo(f"{name}: external at {info['url']}")
+        elif info["pid"] is None:
+            typer.echo(f"{name}: embedded, stopped")
+        else:
+            users = ", ".join(str(u) for u in info["users"]) or "none"  # type: ignore[attr-defined]
+            typer.echo(f"{name}: embedded, pid {info['pid']}, used by {users}")
 
 
 def _register_plugins() -> None:

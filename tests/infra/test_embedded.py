@@ -134,6 +134,10 @@ async def test_other_commands_exiting_beside_a_service_leave_its_servers_alone(t
             second.send_signal(signal.SIGTERM)
             assert second.wait(10) == 0
         assert server_pids(home) == before, "a server was restarted or stopped under the tracker"
+        shown = json.loads(run(["services", "status", "--json"], home).stdout)
+        assert {n: (v["pid"], v["users"]) for n, v in shown.items()} == {
+            n: (before[n], [tracker.pid]) for n in ("postgres", "redis")
+        }
         assert {n: u for n, u in users(home).items()} == {"postgres": [tracker.pid], "redis": [tracker.pid]}
 
         await bus.publish(open_event(1))
