@@ -104,7 +104,8 @@ def _register_plugins() -> None:
 
 def main() -> None:
     """The `vanta` entry point. Failures the user can act on end in one line on stderr: bad
-    settings (exit 2), a server that cannot be reached or any other `UserFacingError` (exit 1).
+    settings (exit 2), a server that cannot be reached or went away mid-run, or any other
+    `UserFacingError` (exit 1).
     A service stopped by SIGINT/SIGTERM exits 0 even if it had to be cancelled mid-step."""
     import asyncio
 
@@ -128,6 +129,16 @@ def main() -> None:
         if stop_requested.is_set():
             sys.exit(0)
         raise
+    except Exception as exc:
+        from infra.reconnect import describe, is_transient
+
+        if not is_transient(exc):
+            raise
+        # A one-shot command whose PostgreSQL or Redis went away mid-run (services wait instead):
+        # what it committed stays, the rest is for a rerun.
+        lost = SecretMasker(settings.secret_values())(describe(exc).splitlines()[0])
+        typer.echo(f"vanta: lost a server mid-run ({lost}); run the command again", err=True)
+        sys.exit(1)
 
 
 @app.command("demo")

@@ -274,6 +274,19 @@ async def test_restart_resumes_at_checkpoint_and_unknown_topics_are_kept(
     assert got == truth and got_raw == truth_raw
     reasons = {r["reason"] for r in await migrated_pool.fetch("SELECT reason FROM raw_chain_logs")}
     assert all(r.startswith("unknown topic0") for r in reasons)
+    # Logs no decoder knows (the USDC token's Transfer and Approval) are counted per topic0.
+    from eth_utils import keccak
+
+    from infra.metrics import REGISTRY
+
+    transfer = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
+    counted = REGISTRY.get_sample_value(
+        "vanta_indexer_undecoded_logs_total", {"topic0": transfer, "reason": "unknown_topic0"}
+    )
+    stored_transfers = await migrated_pool.fetchval(
+        "SELECT count(*) FROM raw_chain_logs WHERE topic0 = $1", transfer
+    )
+    assert stored_transfers > 0 and counted is not None and counted >= stored_transfers
     opens = [e for e in got.values() if e["kind"] == "open"]
     assert opens and all(e["open_fee_usdc"] > 0 for e in opens), "opens carry their opening fee"
 
