@@ -1,0 +1,13 @@
+-- Stored events not yet on the Redis stream. A source stores its events and their outbox rows in
+-- one transaction; a publisher puts them on the stream in event order and only then deletes the
+-- rows, so a crash between the two leaves them here to be published by the next sweep (consumers
+-- dedupe by event id). No foreign key: checking it cost a tenth of a bulk ingest; the sweep drops
+-- a row whose event is gone instead of publishing it.
+CREATE TABLE event_outbox (
+    event_id    text PRIMARY KEY,
+    stream      text NOT NULL,
+    ts          timestamptz NOT NULL,             -- the event's time: publishing order
+    rank        smallint NOT NULL,                -- opens first, then updates, partial closes, closes
+    enqueued_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX event_outbox_order ON event_outbox (stream, ts, rank, event_id);
