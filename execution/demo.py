@@ -11,8 +11,9 @@ from rich.console import Console
 from data.event_frames import events_from_frame
 from data.pairs import load_catalogue
 from data.sources.veranta_history.ingest import ingest_files
-from data.store import insert_events, publish_events
+from data.store import insert_events, publish_pending
 from execution.tracker import full_recompute
+from infra.bus import EVENTS_STREAM
 from infra.runtime import Services
 from research.plots import skill_vs_luck_chart
 from research.sim.run import simulate
@@ -29,9 +30,9 @@ async def real_history(services: Services) -> dict[str, object]:
     if not paths:
         return {"skipped": f"no history files under {folder}"}
     async with services.pool.acquire() as conn:
-        report = await ingest_files(conn, paths)
-    if services.redis is not None:
-        await publish_events(services.redis, report.new_events)
+        report = await ingest_files(conn, paths, stream=EVENTS_STREAM if services.redis else None)
+        if services.redis is not None:
+            report.published = await publish_pending(conn, services.redis)
     return report.summary()
 
 

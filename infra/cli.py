@@ -66,6 +66,50 @@ def db_status(as_json: bool = typer.Option(False, "--json", help="print JSON")) 
         typer.echo("views: " + ", ".join(result["views"]))  # type: ignore[arg-type]
 
 
+@db_app.command("check")
+def db_check(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Run every consistency check the layers register (`vanta.check` entry points: `async def
+    run(conn) -> {"name", "ok", "count", "detail"}`); exit 1 if any fails."""
+    results = asyncio.run(_on_one_connection(run_checks))
+    if as_json:
+        emit_json({"ok": all(r["ok"] for r in results), "checks": results})
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="vanta db check")
+        for col in ("check", "result", "count", "detail"):
+            table.add_column(col)
+        for r in results:
+            detail = list(r["detail"])
+            shown = "\n".join(str(d) for d in detail[:5]) + (
+                f"\n… {len(detail) - 5} more" if len(detail) > 5 else ""
+            )
+            table.add_row(
+                r["name"], "[green]ok[/green]" if r["ok"] else "[red]FAIL[/red]", str(r["count"]), shown
+            )
+        Console().print(table)
+    if not all(r["ok"] for r in results):
+        raise typer.Exit(1)
+
+
+async def run_checks(conn: asyncpg.Connection) -> list[dict[str, object]]:
+    """Each registered check, in name order; a check that cannot run is a failed check, named."""
+    results: list[dict[str, object]] = []
+    for ep in sorted(entry_points(group="vanta.check"), key=lambda e: e.name):
+        try:
+            result = dict(await ep.load()(conn))
+        except Exception as exc:  # a broken check must show as a failure, not hide the others
+            result = {
+                "name": ep.name,
+                "ok": False,
+                "count": 0,
+                "detail": [f"did not run: {type(exc).__name__}: {exc}"],
+            }
+        results.append(result)
+    return results
+
+
 def _register_plugins() -> None:
     for ep in sorted(entry_points(group="vanta.cli"), key=lambda e: e.name):
         register = ep.load()

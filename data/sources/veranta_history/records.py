@@ -101,7 +101,7 @@ def _shown(value: object) -> str:
     (which could be huge or too deep to print)."""
     if isinstance(value, (dict, list)):
         return f"a JSON {'object' if isinstance(value, dict) else 'array'}"
-    text = repr(value)
+    text = str(value) if isinstance(value, (Decimal, int)) and not isinstance(value, bool) else repr(value)
     return text if len(text) <= 40 else text[:40] + "…"
 
 
@@ -136,7 +136,10 @@ def _whole(rec: dict[str, Any], name: str, lo: int, hi: int) -> int:
 
 
 def _epoch(rec: dict[str, Any], name: str) -> int:
-    return _whole(rec, name, MIN_TS, MAX_TS)
+    try:
+        return _whole(rec, name, MIN_TS, MAX_TS)
+    except RecordError as exc:
+        raise RecordError(f"{exc} (epoch seconds, 2020-01-01 .. 2100-01-01)") from None
 
 
 def _iso_time(rec: dict[str, Any], name: str) -> int:
