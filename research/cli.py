@@ -54,36 +54,24 @@ def fifo(
     ),
 ) -> None:
     """FIFO-matched PnL per (trader, pair) as CSV on stdout. realized_pnl is before fees; fees_paid
-    is every fee paid, charged once per fill; net = realized_pnl - fees_paid."""
-    from research.fifo import FifoLedger, FillError, read_fills
+    is every fee paid, charged once per fill; net = realized_pnl - fees_paid. Each malformed row
+    is named by line on stderr and skipped; exit 1 if there was any."""
+    from research.fifo import FillError
+    from research.fifo_columnar import OUTPUT_COLUMNS, fifo_rows, read_fills_csv
 
     try:
-        with path.open(newline="") as fh:
-            fills, errors = read_fills(fh)
+        fills, errors = read_fills_csv(path)
     except FillError as exc:
-        typer.echo(f"{path}: {exc}", err=True)
+        typer.echo(f"vanta: {path}: {exc}", err=True)
         raise typer.Exit(2) from None
     for line, reason in errors:
         typer.echo(f"{path}:{line}: rejected: {reason}", err=True)
-    ledger = FifoLedger()
-    for f in fills:
-        ledger.apply(f)
-    writer = csv.DictWriter(
-        sys.stdout,
-        fieldnames=[
-            "trader",
-            "pair",
-            "realized_pnl",
-            "fees_paid",
-            "closed_qty",
-            "open_qty",
-            "open_avg_price",
-        ],
-    )
-    writer.writeheader()
-    writer.writerows(ledger.rows())
+    writer = csv.writer(sys.stdout)
+    writer.writerow(OUTPUT_COLUMNS)
+    writer.writerows(fifo_rows(fills))
     if errors:
-        typer.echo(f"{len(errors)} malformed row(s) skipped, {len(fills)} counted", err=True)
+        typer.echo(f"{len(errors)} malformed row(s) skipped, {fills.height} counted", err=True)
+        raise typer.Exit(1)
 
 
 def simulate(
