@@ -64,11 +64,17 @@ def _decode_lines(data: bytes, errors: list[tuple[int, str]]) -> bytes:
 
 
 def _amount(col: str, decimals: int) -> tuple[pl.Expr, pl.Expr]:
-    """(well-formed, scaled integer) for a plain decimal that fits 64 bits once scaled."""
-    parts = pl.col(col).str.extract_groups(rf"^(\d{{1,{18 - decimals}}})(?:\.(\d{{0,{decimals}}}))?$")
-    whole, frac = parts.struct.field("1"), parts.struct.field("2")
-    value = whole.cast(pl.Int64) * 10**decimals + frac.fill_null("").str.pad_end(decimals, "0").cast(pl.Int64)
-    return whole.is_not_null(), value
+    """(well-formed, scaled integer) for a plain decimal `123.456` that fits 64 bits once
+    scaled: native integer casts of the two parts, no regular expression per row."""
+    parts = pl.col(col).str.split_exact(".", 1)
+    whole = parts.struct.field("field_0").cast(pl.Int64, strict=False)
+    frac = parts.struct.field("field_1")
+    frac_ok = frac.is_null() | (
+        (frac.str.len_bytes() <= decimals) & (frac.str.strip_chars("0123456789").str.len_bytes() == 0)
+    )
+    well_formed = whole.is_between(0, 10 ** (18 - decimals) - 1) & frac_ok
+    digits = frac.fill_null("").str.pad_end(decimals, "0").cast(pl.Int64, strict=False)
+    return well_formed, whole * 10**decimals + digits
 
 
 def _frame_of(fills: list, lines: list[int]) -> pl.DataFrame:
@@ -126,42 +132,45 @@ def read_fills_csv(path: Path) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
         raise FillError(f"header must contain {','.join(FILL_COLUMNS)}")
     raw = raw.select(pl.col("__row"), *(pl.col(names[c]).alias(c) for c in FILL_COLUMNS))
     raw = raw.filter(~pl.all_horizontal(pl.col(c).is_null() for c in FILL_COLUMNS))  # blank lines
-    stripped = raw.with_columns(pl.col(c).str.strip_chars() for c in FILL_COLUMNS).with_columns(
-        pl.col("side").str.to_lowercase()
-    )
     qty_ok, qty = _amount("qty", QTY_DECIMALS)
     price_ok, price = _amount("price", PRICE_DECIMALS)
     fee_ok, fee = _amount("fee", FEE_DECIMALS)
-    ts_parts = pl.col("ts").str.extract(r"^(\d{1,10})(?:\.\d*)?$", 1).cast(pl.Int64)
-    # Printable ASCII on the fast path; other names are for the row parser to judge.
+    ts = pl.col("ts").cast(pl.Int64, strict=False)  # whole epoch seconds; the rest, row by row
+    # The fast path takes only what needs no cleaning: printable ASCII names without outer
+    # spaces, lower-case sides, plain numbers. Anything else (spaces, ISO times, exponents,
+    # upper case, non-ASCII) is for the row parser to accept or name.
     name_ok = [
-        pl.col(c).str.len_chars().is_between(1, MAX_FIELD) & pl.col(c).str.contains(r"^[\x20-\x7e]+$")
+        pl.col(c).str.len_bytes().is_between(1, MAX_FIELD)
+        & pl.col(c).str.contains(r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$")
         for c in ("trader", "pair")
     ]
-    checked = stripped.with_columns(
+    checked = raw.with_columns(
         _qty=qty,
         _price=price,
         _fee=fee,
-        _ts=ts_parts,
+        _ts=ts,
         _ok=(
             qty_ok
             & price_ok
             & fee_ok
-            & ts_parts.is_not_null()
+            & ts.is_between(0, MAX_TS - 1)
             & pl.col("side").is_in(["buy", "sell"])
             & pl.all_horizontal(name_ok)
         ).fill_null(False),
-    ).with_columns(
-        _ok=pl.col("_ok") & (pl.col("_qty") > 0) & (pl.col("_price") > 0) & (pl.col("_ts") < MAX_TS)
-    )
-    fast = checked.filter("_ok").select(
-        line=pl.col("__row").cast(pl.Int64) + 2,
-        trader="trader",
-        pair="pair",
-        ts="_ts",
-        qty=pl.when(pl.col("side") == "buy").then(pl.col("_qty")).otherwise(-pl.col("_qty")),
-        price="_price",
-        fee="_fee",
+    ).with_columns(_ok=pl.col("_ok") & (pl.col("_qty") > 0) & (pl.col("_price") > 0))
+    fast = (
+        checked.lazy()
+        .filter("_ok")
+        .select(
+            line=pl.col("__row").cast(pl.Int64) + 2,
+            trader="trader",
+            pair="pair",
+            ts="_ts",
+            qty=pl.when(pl.col("side") == "buy").then(pl.col("_qty")).otherwise(-pl.col("_qty")),
+            price="_price",
+            fee="_fee",
+        )
+        .collect()
     )
     # Everything else, row by row through the reference parser: accepted, or named.
     slow_rows = raw.filter(~checked["_ok"])
@@ -183,8 +192,8 @@ def fifo_books(fills: pl.DataFrame) -> pl.DataFrame:
     of the open lots; all exact integers in the units of `research.fifo`. `fills` must be in time
     order with int64 qty (signed), price and fee."""
     i128 = pl.Int128
-    book = ["trader", "pair"]
     q, p = pl.col("qty"), pl.col("price").cast(i128)
+    book = ["trader", "pair"]
     pos = q.cum_sum().over(book)
     f = fills.with_columns(_pos=pos, _prev=pos - q)
     crosses = (pl.col("_prev") != 0) & (pl.col("_prev").sign() != q.sign())
