@@ -40,6 +40,62 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
 }
 EVENT_COLUMNS = list(EVENT_SCHEMA)
 
+# What a ledger needs of each event to realize closes, as columns (`data.store.load_ledger_frame`,
+# `research.ledger_columnar`): decimals as their exact text, leverage also in 1e-10 units.
+LEDGER_SCHEMA: dict[str, pl.DataType] = {
+    "event_id": pl.Utf8(),
+    "trader": pl.Utf8(),
+    "pair_index": pl.Int32(),
+    "trade_index": pl.Int64(),
+    "kind": pl.Utf8(),
+    "side": pl.Utf8(),
+    "ts": pl.Int64(),
+    "open_ts": pl.Int64(),
+    "collateral_usdc": pl.Int64(),
+    "leverage": pl.Utf8(),
+    "leverage_e10": pl.Int64(),  # null when it does not fit
+    "price": pl.Utf8(),
+    "size_closed_usdc": pl.Int64(),
+    "open_fee_usdc": pl.Int64(),
+    "close_fee_usdc": pl.Int64(),
+    "rollover_fee_usdc": pl.Int64(),
+    "usdc_sent": pl.Int64(),
+}
+
+
+def ledger_frame(events: list[TradeEvent]) -> pl.DataFrame:
+    """Events (already in ledger order) as `LEDGER_SCHEMA` columns, as PostgreSQL gives them."""
+
+    def e10(d: Decimal | None) -> int | None:
+        return None if d is None or d >= 100_000_000 else int(d * 10**10)
+
+    return pl.DataFrame(
+        [
+            (
+                e.event_id,
+                e.trader.lower(),
+                e.pair_index,
+                e.trade_index,
+                e.kind.value,
+                e.side.value if e.side else None,
+                e.ts,
+                e.open_ts,
+                e.collateral_usdc,
+                None if e.leverage is None else str(e.leverage),
+                e10(e.leverage),
+                None if e.price is None else str(e.price),
+                e.size_closed_usdc,
+                e.open_fee_usdc,
+                e.close_fee_usdc,
+                e.rollover_fee_usdc,
+                e.usdc_sent,
+            )
+            for e in events
+        ],
+        schema=LEDGER_SCHEMA,
+        orient="row",
+    )
+
 
 def _dec(v: int | None) -> Decimal | None:
     return None if v is None else Decimal(v).scaleb(-10)
