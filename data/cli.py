@@ -295,13 +295,15 @@ def snapshot(
     out: Path = typer.Option(..., help="DuckDB file to write, e.g. data/snapshots/NAME.duckdb"),
 ) -> None:
     """Copy the event and stats tables from PostgreSQL into a DuckDB file for the notebooks."""
-    from data.snapshots import snapshot_postgres
+    from data.snapshots import SNAPSHOT_TABLES, snapshot_postgres
+    from infra.progress import progress_bar
     from infra.runtime import open_services
     from infra.settings import get_settings
 
     async def run() -> dict[str, int]:
         async with open_services(get_settings(), with_redis=False) as services:
-            return await snapshot_postgres(services.pool, out)
+            with progress_bar("snapshotting", len(SNAPSHOT_TABLES), unit="tables") as advance:
+                return await snapshot_postgres(services.pool, out, progress=lambda _table: advance(1))
 
     counts = asyncio.run(run())
     typer.echo(json.dumps({"out": str(out), "tables": counts}))

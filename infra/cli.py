@@ -131,17 +131,31 @@ def main() -> None:
 
 
 @app.command("demo")
-def demo() -> None:
+def demo(as_json: bool = typer.Option(False, "--json", help="print every figure as JSON")) -> None:
     """Start the embedded services, migrate, then run every layer's demo step in order.
 
     Layers add steps through the `vanta.demo` entry-point group: `step(services) -> dict`, awaited
-    in name order; each step's summary is printed as it finishes.
+    in name order. A step's `summary` (lines) and `table` ({"title", "columns", "rows"}) are
+    what a person reads; `--json` prints every step's whole dict.
     """
     from rich.console import Console
+    from rich.table import Table
 
     from infra.runtime import open_services
 
-    console = Console(stderr=True)
+    console = Console()
+
+    def show(result: dict[str, object]) -> None:
+        for line in result.get("summary") or []:  # type: ignore[union-attr]
+            console.print(str(line))
+        table = result.get("table")
+        if isinstance(table, dict):
+            drawn = Table(title=str(table.get("title", "")))
+            for col in table.get("columns", []):
+                drawn.add_column(str(col))
+            for row in table.get("rows", []):
+                drawn.add_row(*map(str, row))
+            console.print(drawn)
 
     async def run() -> dict[str, object]:
         settings = get_settings()
@@ -152,13 +166,21 @@ def demo() -> None:
 
                 summary["services"] = services.describe()
                 summary["schema"] = await db.status(conn)
-            console.print(f"[green]services up[/green] {services.describe()}")
+            where = ", ".join(f"{k} {v}" for k, v in services.describe().items())
+            if not as_json:
+                console.print(f"[bold]Vanta demo[/bold] ({where}; schema migrated)")
             for ep in sorted(entry_points(group="vanta.demo"), key=lambda e: e.name):
-                console.print(f"[cyan]demo step[/cyan] {ep.name}")
-                summary[ep.name] = await ep.load()(services)
+                result = await ep.load()(services)
+                summary[ep.name] = result
+                if not as_json:
+                    show(result)
         return summary
 
-    emit_json(asyncio.run(run()))
+    figures = asyncio.run(run())
+    if as_json:
+        emit_json(figures)
+    else:
+        console.print("[dim]vanta demo --json prints every figure[/dim]")
 
 
 @app.command("bench")

@@ -26,3 +26,16 @@ def progress_bar(description: str, total: int | None, *, unit: str = "") -> Iter
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+def running_total(advance: Advance) -> Callable[[int, int], None]:
+    """A `progress(done, total)` callback (the simulator's, the chain replayer's) for a bar
+    that counts increments."""
+    done = 0
+
+    def progress(n: int, _total: int) -> None:
+        nonlocal done
+        advance(n - done)
+        done = n
+
+    return progress
