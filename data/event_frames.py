@@ -54,7 +54,7 @@ LEDGER_SCHEMA: dict[str, pl.DataType] = {
     "collateral_usdc": pl.Int64(),
     "leverage": pl.Utf8(),
     "leverage_e10": pl.Int64(),  # null when it does not fit
-    "price": pl.Utf8(),
+    "price_ok": pl.Boolean(),  # present and positive: all the ledger asks of a price for closes
     "size_closed_usdc": pl.Int64(),
     "open_fee_usdc": pl.Int64(),
     "close_fee_usdc": pl.Int64(),
@@ -83,7 +83,7 @@ def ledger_frame(events: list[TradeEvent]) -> pl.DataFrame:
                 e.collateral_usdc,
                 None if e.leverage is None else str(e.leverage),
                 e10(e.leverage),
-                None if e.price is None else str(e.price),
+                None if e.price is None else e.price > 0,
                 e.size_closed_usdc,
                 e.open_fee_usdc,
                 e.close_fee_usdc,

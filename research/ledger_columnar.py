@@ -26,6 +26,7 @@ from research.stats import CLOSES_SCHEMA
 # The caller provides `LEDGER_SCHEMA` columns in ledger order (by time, opens first, event id).
 LEDGER_COLUMNS = LEDGER_SCHEMA
 _CLOSING = [k.value for k in CLOSING_KINDS]
+_RANK = {"open": 0, "margin_update": 1, "tp_sl_update": 1, "cancel": 1, "partial_close": 2}
 _NO_PNL = [EventKind.TP_SL_UPDATE.value, EventKind.CANCEL.value]
 _E10 = 10**10
 _SAFE = 2**62
@@ -48,7 +49,8 @@ def _events(frame: pl.DataFrame) -> list[TradeEvent]:
                 side=Side(r["side"]) if r["side"] else None,
                 collateral_usdc=r["collateral_usdc"],
                 leverage=Decimal(r["leverage"]) if r["leverage"] is not None else None,
-                price=Decimal(r["price"]) if r["price"] is not None else None,
+                # Closes never use the price: the ledger only refuses an open without a positive one.
+                price=None if r["price_ok"] is None else Decimal(1 if r["price_ok"] else 0),
                 size_closed_usdc=r["size_closed_usdc"],
                 open_fee_usdc=r["open_fee_usdc"] or 0,
                 close_fee_usdc=r["close_fee_usdc"] or 0,
@@ -88,6 +90,17 @@ def _ledger_closes(frame: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(pl.col("trader").cast(pl.Utf8))
 
 
+def _times_e10(size: np.ndarray, lev_e10: np.ndarray) -> np.ndarray:
+    """size * lev_e10 // 1e10, exactly, in int64: the leverage split into whole units and two
+    5-digit parts keeps every partial product far from 64 bits (Python integers past that)."""
+    if (len(size) and int(np.abs(size).max()) >= 2**46) or (len(lev_e10) and int(lev_e10.max()) >= 2**46):
+        return (_times(size, lev_e10) // _E10).astype(np.int64)
+    whole, frac = np.divmod(lev_e10, _E10)
+    hi, lo = np.divmod(frac, 100_000)
+    a, b = size * hi, size * lo  # both < 2**46 * 1e5
+    return size * whole + a // 100_000 + ((a % 100_000) * 100_000 + b) // _E10
+
+
 def _times(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a * b exactly: int64 when it cannot overflow, Python integers otherwise."""
     if len(a) and int(np.abs(a).max()) * int(np.abs(b).max()) >= _SAFE:
@@ -95,50 +108,76 @@ def _times(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a * b
 
 
-def realized_closes(events: pl.DataFrame) -> pl.DataFrame:
-    """One row per close the ledger realizes (`CLOSES_SCHEMA` plus event_id), in ledger order.
-    `events` has `LEDGER_COLUMNS` in ledger order; each position must be complete up to the
-    closes asked about (its open and every earlier close)."""
-    ev = events.with_row_index("order").filter(~pl.col("kind").is_in(_NO_PNL))
-    key = ["trader", "pair_index", "trade_index", "open_ts"]
-    ev = ev.sort([*key, "order"]).with_columns(
-        pos=pl.struct(key).rank("dense").cast(pl.Int64) - 1,
-        is_close=pl.col("kind").is_in(_CLOSING),
-    )
-    per_pos = ev.group_by("pos", maintain_order=True).agg(
-        first_kind=pl.col("kind").first(),
-        opens=(pl.col("kind") == "open").sum(),
-        odd=(~pl.col("is_close") & (pl.col("kind") != "open")).sum(),  # margin updates
-    )
-    n_pos = per_pos.height
-    # Array path: no margin update, at most one open and only as the first event.
-    simple = (pl.col("odd") == 0) & (
-        (pl.col("opens") == 0) | ((pl.col("opens") == 1) & (pl.col("first_kind") == "open"))
-    )
-    fallback = np.zeros(n_pos, dtype=bool)
-    fallback[per_pos.filter(~simple)["pos"].to_numpy()] = True
+_KEY = ["trader", "pair_index", "trade_index", "open_ts"]
 
-    first = ev.group_by("pos", maintain_order=True).first().sort("pos")
-    is_open = (first["kind"] == "open").to_numpy()
+
+def _ledger_sorted(events: pl.DataFrame) -> pl.DataFrame:
+    """Events grouped by position (`pos`, 0..n-1), each position's events in ledger order, with
+    `seq` = the event's place in global ledger order (by time, then opens first). The position
+    is numbered from a 64-bit hash of its identity and the rows sorted on one integer key (a sort
+    on several columns, a trader string among them, took seconds); a hash collision is detected
+    (two identities under one number) and then the exact, slower numbering is used."""
+    ev = events.filter(~pl.col("kind").is_in(_NO_PNL))
+    if ev.is_empty():
+        return ev.with_columns(pos=pl.lit(0, pl.Int64), seq=pl.lit(0, pl.Int64))
+    rank = pl.col("kind").replace_strict(_RANK, default=4, return_dtype=pl.Int64)
+    t0 = int(ev["ts"].min())
+    ev = ev.with_columns(when=(pl.col("ts") - t0) * 8 + rank)
+    for exact in (False, True):
+        identity = pl.struct(_KEY)
+        number = identity.rank("dense") if exact else identity.hash().rank("dense")
+        ev = ev.with_columns(pos=number.cast(pl.Int64) - 1)
+        if int(ev["when"].max()) < 2**36 and ev["pos"].max() < 2**26:  # both in one int64
+            ev = ev.with_columns(_k=pl.col("pos") * 2**36 + pl.col("when"))
+            # Two events of one position in the same second and rank are rare: only then does
+            # the event id (a string sort, slow) have to decide.
+            ev = (ev.sort("_k", "event_id") if ev["_k"].is_duplicated().any() else ev.sort("_k")).drop("_k")
+        else:
+            ev = ev.sort("pos", "when", "event_id")
+        same_pos = pl.col("pos") == pl.col("pos").shift()
+        mixed = ev.select((same_pos & ~pl.all_horizontal(pl.col(k) == pl.col(k).shift() for k in _KEY)).any())
+        if not mixed.item():
+            break
+    # Global order of the closes (the tracker's): by time and kind; ties keep a fixed order.
+    return ev.with_columns(seq=pl.col("when"))
+
+
+def realized_closes(events: pl.DataFrame) -> pl.DataFrame:
+    """One row per close the ledger realizes (`CLOSES_SCHEMA` plus event_id), in ledger order
+    (by time, opens first). `events` has `LEDGER_SCHEMA` columns in any order; each position
+    must be complete up to the closes asked about (its open and every earlier close)."""
+    ev = _ledger_sorted(events)
+    pos = ev["pos"].to_numpy()
+    n_pos = int(pos.max()) + 1 if len(pos) else 0
+    kinds = ev["kind"]
+    is_close_s = kinds.is_in(_CLOSING)
+    is_close = is_close_s.to_numpy()
+    is_open_ev = (kinds == "open").to_numpy()
+    starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]]) if len(pos) else np.array([], dtype=np.int64)
+    # Array path: no margin update, at most one open and only as the first event.
+    opens = np.bincount(pos, weights=is_open_ev, minlength=n_pos)
+    odd = np.bincount(pos, weights=~is_close & ~is_open_ev, minlength=n_pos)
+    first_is_open = is_open_ev[starts]
+    fallback = (odd > 0) | (opens > 1) | ((opens == 1) & ~first_is_open)
+
+    first = ev[starts]
+    is_open = first_is_open
     coll = first["collateral_usdc"].fill_null(-1).to_numpy().copy()
     fee = np.where(is_open, first["open_fee_usdc"].fill_null(0).to_numpy(), 0)
     lev = first["leverage_e10"].fill_null(-1).to_numpy().copy()
     opened_at = first["open_ts"].to_numpy()
     long = (first["side"] == "long").fill_null(False).to_numpy()
     has_side = first["side"].is_not_null().to_numpy()
-    price_ok = first["price"].is_not_null().to_numpy()
-    if price_ok.any():
-        price_ok &= (
-            first.select(pl.col("price").cast(pl.Decimal(38, 10), strict=False) > 0)["price"]
-            .fill_null(False)
-            .to_numpy()
-        )
+    price_ok = first["price_ok"].fill_null(False).to_numpy()
     # An open the ledger would refuse, or a first close it cannot adopt: reference path.
     fallback |= ~has_side | (coll <= 0) | (lev <= 0) | (is_open & ~price_ok)
 
-    closes = ev.filter("is_close").with_columns(rank=pl.int_range(pl.len()).over("pos"))
-    c_pos = closes["pos"].to_numpy()
-    c_rank = closes["rank"].to_numpy()
+    closes = ev.filter(is_close_s)
+    close_rows = np.flatnonzero(is_close)
+    close_rank = np.cumsum(is_close) - 1  # index among all closes, then within the position:
+    first_close = np.searchsorted(close_rows, starts)
+    c_pos = pos[close_rows]
+    c_rank = close_rank[close_rows] - first_close[c_pos]
     c_size = closes["size_closed_usdc"].fill_null(-1).to_numpy()
     c_sent = closes["usdc_sent"].fill_null(-1).to_numpy()
     c_liq = (closes["kind"] == "liquidation").to_numpy()
@@ -146,8 +185,8 @@ def realized_closes(events: pl.DataFrame) -> pl.DataFrame:
     # A leverage too large for 1e-10 integers: exact only through the reference path.
     fallback[c_pos[(closes["leverage"].is_not_null() & closes["leverage_e10"].is_null()).to_numpy()]] = True
     n = closes.height
-    realized = np.zeros(n, dtype=object)
-    notional = np.zeros(n, dtype=object)
+    realized = np.zeros(n, dtype=np.int64)
+    notional = np.zeros(n, dtype=np.int64)
     used_lev = np.zeros(n, dtype=np.int64)
     closed = np.zeros(n_pos, dtype=bool)
     by_rank = np.argsort(c_rank, kind="stable")
@@ -168,15 +207,15 @@ def realized_closes(events: pl.DataFrame) -> pl.DataFrame:
         realized[idx] = sent - size - share
         lev_used = np.where(c_lev[idx] > 0, c_lev[idx], lev[p])
         used_lev[idx] = lev_used
-        notional[idx] = _times(size, lev_used) // _E10
+        notional[idx] = _times_e10(size, lev_used)
     keep = ~fallback[c_pos]
     fast = closes.select(
         "event_id",
-        "order",
+        "seq",
         "trader",
         "ts",
-        pl.Series("realized_usdc", realized.astype(np.int64)),
-        pl.Series("notional_usdc", notional.astype(np.int64)),
+        pl.Series("realized_usdc", realized),
+        pl.Series("notional_usdc", notional),
         pl.col("size_closed_usdc").alias("collateral_usdc"),
         pl.Series("leverage", used_lev / _E10),
         pl.Series("hold_seconds", closes["ts"].to_numpy() - opened_at[c_pos]),
@@ -185,14 +224,14 @@ def realized_closes(events: pl.DataFrame) -> pl.DataFrame:
     ).filter(pl.Series(keep))
     slow_positions = np.flatnonzero(fallback)
     if len(slow_positions):
-        slow_events = ev.filter(pl.col("pos").is_in(slow_positions.tolist())).sort("order")
-        orders = dict(zip(slow_events["event_id"], slow_events["order"], strict=True))
+        slow_events = ev.filter(pl.col("pos").is_in(slow_positions.tolist())).sort("seq", "event_id")
+        seqs = dict(zip(slow_events["event_id"], slow_events["seq"], strict=True))
         slow = _ledger_closes(slow_events.select(list(LEDGER_COLUMNS)))
-        slow = slow.with_columns(order=pl.col("event_id").replace_strict(orders, return_dtype=pl.UInt32))
+        slow = slow.with_columns(seq=pl.col("event_id").replace_strict(seqs, return_dtype=pl.Int64))
         fast = pl.concat([fast, slow.select(fast.columns)], how="vertical_relaxed")
     return (
-        fast.sort("order")
-        .drop("order")
+        fast.sort("seq", maintain_order=True)
+        .drop("seq")
         .with_columns(pl.col(c).cast(t) for c, t in CLOSES_SCHEMA.items() if c != "trader")
         .with_columns(pl.col("trader").cast(pl.Categorical))
     )
