@@ -118,9 +118,12 @@ def _print_stats(result: dict, all_traders: bool) -> None:
             f"{c['dsr']:.2f}",
             f"{c['bootstrap_p']:.3f}",
         )
-    console.print(table)
-    if not result["candidates"]:
-        console.print("No eligible leader in the window (see LEADER_* settings); --all ranks everyone.")
+    if result["candidates"]:
+        console.print(table)
+    else:
+        console.print(
+            f"{table.title}: no eligible leader in the window (see the LEADER_* settings); --all ranks everyone."
+        )
 
 
 def track(window_days: int = typer.Option(30, min=1)) -> None:

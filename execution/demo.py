@@ -96,7 +96,7 @@ async def simulated_leaderboard(services: Services) -> dict[str, object]:
     top = top.join(truth, on="trader", how="left")
     base_rate = float((truth["archetype"] == "skilled").mean())
     hit_rate = float((top["archetype"] == "skilled").mean())
-    chart = settings.vanta_home / "demo" / "skill_vs_luck.png"
+    chart = (settings.vanta_home / "demo" / "skill_vs_luck.png").resolve()
     chart.parent.mkdir(parents=True, exist_ok=True)
     with progress_bar("drawing the chart", None):
         # Matplotlib warns that it builds its font cache on a first run; the bar says enough.
