@@ -137,28 +137,28 @@ def with_raw_field(record: dict, name: str, raw: str) -> str:
     return json.dumps({**record, name: "__RAW__"}, default=str).replace('"__RAW__"', raw)
 
 
-@pytest.mark.parametrize(("name", "raw", "message"), MALFORMED, ids=[f"{n}={r}" for n, r, _ in MALFORMED])
-def test_cli_names_the_file_record_and_field_and_exits_1(
-    name: str, raw: str, message: str, empty_db_url: str, tmp_path: Path
-) -> None:
+def test_cli_names_the_file_record_and_field_of_each_and_exits_1(empty_db_url: str, tmp_path: Path) -> None:
+    """One file: a good record, then each malformed one (a different position each)."""
     trader, records = load_file(real_files()[0])
+    bad_records = [with_raw_field(records[i + 1], name, raw) for i, (name, raw, _) in enumerate(MALFORMED)]
     bad = tmp_path / "bad.json"
-    bad.write_text(
-        f'{{"address": "{trader}", "trades": [{json.dumps(records[1], default=str)}, {with_raw_field(records[0], name, raw)}]}}'
-    )
+    body = ", ".join([json.dumps(records[0], default=str), *bad_records])
+    bad.write_text(f'{{"address": "{trader}", "trades": [{body}]}}')
     with hand_started_redis(tmp_path) as redis_url:
         done = vanta(
             "ingest", "history", str(bad), db=empty_db_url, redis_url=redis_url, home=tmp_path / "home"
         )
-    assert done.returncode == 1
-    assert done.stderr.strip() == f"rejected: {bad}: trade 1: {message}"
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"rejected: {bad}: trade {i + 1}: {message}" for i, (_, _, message) in enumerate(MALFORMED)
+    ]
     assert json.loads(done.stdout) == {
         "files": 1,
-        "trades": 2,
+        "trades": 1 + len(MALFORMED),
         "inserted": 1,
         "duplicates": 0,
         "conflicts": 0,
-        "rejected": 1,
+        "rejected": len(MALFORMED),
         "published": 2,
     }
 
