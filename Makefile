@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[dev]'
 	touch $@
 
-$(NPM_STAMP): package.json
-	npm install --no-audit --no-fund --loglevel=error
+# `npm ci` installs exactly package-lock.json and never rewrites it (npm install would).
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 test: setup

@@ -12,32 +12,76 @@ import typer
 ingest_app = typer.Typer(no_args_is_help=True, help="Load trade activity from Veranta's services.")
 
 
-async def _report(services: Any, report: Any) -> None:
-    """Publish what an ingest stored, print each rejection to stderr and the summary to stdout."""
-    from data.store import publish_events
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """A user's mistake or an unreachable input: one line on stderr naming it, then exit."""
+    typer.echo(f"vanta: {message}", err=True)
+    return typer.Exit(code)
+
+
+async def sweep_outbox(services: Any, *, progress: bool = False) -> int:
+    """Publish every stored-but-unpublished event (this run's and any earlier run's), in event
+    order. Every ingest command sweeps when it starts and when it has stored."""
+    from redis.exceptions import RedisError
+
+    from data.store import publish_pending
+    from infra.progress import progress_bar
 
     assert services.redis is not None
-    await publish_events(services.redis, report.new_events)
+    async with services.pool.acquire() as conn:
+        pending = await conn.fetchval("SELECT count(*) FROM event_outbox")
+        if not pending:
+            return 0
+        try:
+            with progress_bar("publishing", pending if progress else None, unit="events") as advance:
+                done = 0
+
+                def show(total: int) -> None:
+                    nonlocal done
+                    advance(total - done)
+                    done = total
+
+                return await publish_pending(conn, services.redis, progress=show)
+        except (RedisError, OSError) as exc:
+            raise fail(
+                f"stored events could not be published ({type(exc).__name__}: {exc}); they stay "
+                "queued and the next ingest publishes them (`vanta db check` counts them)"
+            ) from None
+
+
+def _finish(report: Any) -> None:
+    """Each record not stored on its own stderr line, the summary on stdout, exit 1 if any."""
+    from data.sources.veranta_history.ingest import describe_problem
+
     for item in report.rejections:
-        typer.echo(json.dumps(item), err=True)
+        typer.echo(describe_problem(item), err=True)
     typer.echo(json.dumps(report.summary()))
+    if not report.clean:
+        raise typer.Exit(1)
 
 
 @ingest_app.command("history")
 def history(
     paths: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="history API JSON files"),
 ) -> None:
-    """Closed trades (and the opens they imply), idempotently; new events are published to the stream."""
+    """Closed trades (and the opens they imply), idempotently, in one transaction; the new events
+    are published to the stream in event order. Prints {"files", "trades", "inserted",
+    "duplicates", "conflicts", "rejected", "published"}; exit 1 if any record was rejected or
+    conflicts with a stored one (each is named on stderr)."""
     from data.sources.veranta_history.ingest import ingest_files
+    from infra.progress import progress_bar
     from infra.runtime import open_services
     from infra.settings import get_settings
 
-    async def run() -> None:
+    async def run() -> Any:
         async with open_services(get_settings()) as services:
-            async with services.pool.acquire() as conn:
-                await _report(services, await ingest_files(conn, paths))
+            swept = await sweep_outbox(services)
+            with progress_bar("ingesting", len(paths), unit="files") as advance:
+                async with services.pool.acquire() as conn:
+                    report = await ingest_files(conn, paths, progress=advance)
+            report.published = swept + await sweep_outbox(services, progress=True)
+            return report
 
-    asyncio.run(run())
+    _finish(asyncio.run(run()))
 
 
 @ingest_app.command("api")
@@ -51,16 +95,25 @@ def history_api(
     from veranta_sdk import AsyncVeranta
 
     from data.sources.veranta_history.api import ingest_traders
+    from data.sources.veranta_history.records import RecordError, trader_address
     from infra.runtime import open_services
     from infra.settings import get_settings
 
-    async def run() -> None:
+    try:
+        addresses = [trader_address(t) for t in traders]
+    except RecordError as exc:
+        raise fail(f"trader {exc}", 2) from None
+
+    async def run() -> Any:
         overrides = {"history_api_url": history_url} if history_url else {}
         async with AsyncVeranta(**overrides) as client, open_services(get_settings()) as services:
+            swept = await sweep_outbox(services)
             async with services.pool.acquire() as conn:
-                await _report(services, await ingest_traders(conn, client.info, traders, limit=page_size))
+                report = await ingest_traders(conn, client.info, addresses, limit=page_size)
+            report.published = swept + await sweep_outbox(services)
+            return report
 
-    asyncio.run(run())
+    _finish(asyncio.run(run()))
 
 
 @ingest_app.command("stream")
@@ -76,25 +129,31 @@ def order_stream(
     from veranta_sdk import AsyncVeranta
 
     from data.events import TradeEvent
+    from data.sources.veranta_history.records import RecordError, trader_address
     from data.sources.veranta_orders.stream import OrderStreamSource, history_gap_fill
-    from data.store import insert_events, publish_events
+    from data.store import store_events
     from infra.runtime import open_services, stop_on_signals
     from infra.settings import get_settings
+
+    try:
+        addresses = [trader_address(t) for t in traders]
+    except RecordError as exc:
+        raise fail(f"trader {exc}", 2) from None
 
     async def run() -> None:
         stop = stop_on_signals()
         overrides = {"history_api_url": history_url} if history_url else {}
         async with AsyncVeranta(**overrides) as client, open_services(get_settings()) as services:
+            await sweep_outbox(services)
 
             async def emit(events: list[TradeEvent]) -> None:
                 async with services.pool.acquire() as conn:
-                    new = await insert_events(conn, events)
-                assert services.redis is not None
-                await publish_events(services.redis, new)
+                    await store_events(conn, events)
+                await sweep_outbox(services)
 
             sources = [
                 OrderStreamSource(ws_base, app_key, t, emit, gap_fill=history_gap_fill(client.info))
-                for t in traders
+                for t in addresses
             ]
             await asyncio.gather(*(s.run(stop) for s in sources))
 
@@ -108,25 +167,40 @@ def events(
     ),
     publish: bool = typer.Option(True, help="publish the new events to the Redis stream"),
 ) -> None:
-    """Canonical events from Parquet into trade_events, idempotently; prints {"events", "inserted", "duplicates"}."""
-    import polars as pl
-
-    from data.event_frames import events_from_frame
-    from data.store import insert_events, publish_events
+    """Canonical events from Parquet into trade_events, idempotently, all or nothing; prints
+    {"events", "inserted", "duplicates", "conflicts", "published"}; exit 1 on conflicts."""
+    from data.event_frames import FrameError, read_events
+    from data.store import store_events
+    from infra.bus import EVENTS_STREAM
     from infra.runtime import open_services
     from infra.settings import get_settings
 
-    batch = events_from_frame(pl.read_parquet(path))
+    try:
+        batch = read_events(path)
+    except FrameError as exc:
+        raise fail(str(exc)) from None
 
-    async def run() -> dict[str, int]:
+    async def run() -> tuple[dict[str, int], list[str]]:
         async with open_services(get_settings(), with_redis=publish) as services:
-            async with services.pool.acquire() as conn:
-                new = await insert_events(conn, batch)
-            if publish and services.redis is not None:
-                await publish_events(services.redis, new)
-        return {"events": len(batch), "inserted": len(new), "duplicates": len(batch) - len(new)}
+            swept = await sweep_outbox(services) if publish else 0
+            async with services.pool.acquire() as conn, conn.transaction():
+                stored = await store_events(conn, batch, stream=EVENTS_STREAM if publish else None)
+            summary = {
+                "events": len(batch),
+                "inserted": stored.inserted,
+                "duplicates": stored.repeats,
+                "conflicts": len(stored.conflicts),
+            }
+            if publish:
+                summary["published"] = swept + await sweep_outbox(services, progress=True)
+        return summary, [c.describe() for c in stored.conflicts]
 
-    typer.echo(json.dumps(asyncio.run(run())))
+    summary, conflicts = asyncio.run(run())
+    for line in conflicts:
+        typer.echo(f"conflict: {path}: {line}", err=True)
+    typer.echo(json.dumps(summary))
+    if conflicts:
+        raise typer.Exit(1)
 
 
 index_app = typer.Typer(no_args_is_help=True, help="Index Avantis logs from a node into trade_events.")
@@ -249,13 +323,15 @@ def snapshot(
     out: Path = typer.Option(..., help="DuckDB file to write, e.g. data/snapshots/NAME.duckdb"),
 ) -> None:
     """Copy the event and stats tables from PostgreSQL into a DuckDB file for the notebooks."""
-    from data.snapshots import snapshot_postgres
+    from data.snapshots import SNAPSHOT_TABLES, snapshot_postgres
+    from infra.progress import progress_bar
     from infra.runtime import open_services
     from infra.settings import get_settings
 
     async def run() -> dict[str, int]:
         async with open_services(get_settings(), with_redis=False) as services:
-            return await snapshot_postgres(services.pool, out)
+            with progress_bar("snapshotting", len(SNAPSHOT_TABLES), unit="tables") as advance:
+                return await snapshot_postgres(services.pool, out, progress=lambda _table: advance(1))
 
     counts = asyncio.run(run())
     typer.echo(json.dumps({"out": str(out), "tables": counts}))

@@ -96,6 +96,50 @@ def services_status(as_json: bool = typer.Option(False, "--json", help="print JS
             typer.echo(f"{name}: embedded, pid {info['pid']}, used by {users}")
 
 
+@db_app.command("check")
+def db_check(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Run every consistency check the layers register (`vanta.check` entry points: `async def
+    run(conn) -> {"name", "ok", "count", "detail"}`); exit 1 if any fails."""
+    results = asyncio.run(_on_one_connection(run_checks))
+    if as_json:
+        emit_json({"ok": all(r["ok"] for r in results), "checks": results})
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="vanta db check")
+        for col in ("check", "result", "count", "detail"):
+            table.add_column(col)
+        for r in results:
+            detail = list(r["detail"])
+            shown = "\n".join(str(d) for d in detail[:5]) + (
+                f"\n… {len(detail) - 5} more" if len(detail) > 5 else ""
+            )
+            table.add_row(
+                r["name"], "[green]ok[/green]" if r["ok"] else "[red]FAIL[/red]", str(r["count"]), shown
+            )
+        Console().print(table)
+    if not all(r["ok"] for r in results):
+        raise typer.Exit(1)
+
+
+async def run_checks(conn: asyncpg.Connection) -> list[dict[str, object]]:
+    """Each registered check, in name order; a check that cannot run is a failed check, named."""
+    results: list[dict[str, object]] = []
+    for ep in sorted(entry_points(group="vanta.check"), key=lambda e: e.name):
+        try:
+            result = dict(await ep.load()(conn))
+        except Exception as exc:  # a broken check must show as a failure, not hide the others
+            result = {
+                "name": ep.name,
+                "ok": False,
+                "count": 0,
+                "detail": [f"did not run: {type(exc).__name__}: {exc}"],
+            }
+        results.append(result)
+    return results
+
+
 def _register_plugins() -> None:
     for ep in sorted(entry_points(group="vanta.cli"), key=lambda e: e.name):
         register = ep.load()
@@ -142,17 +186,31 @@ def main() -> None:
 
 
 @app.command("demo")
-def demo() -> None:
+def demo(as_json: bool = typer.Option(False, "--json", help="print every figure as JSON")) -> None:
     """Start the embedded services, migrate, then run every layer's demo step in order.
 
     Layers add steps through the `vanta.demo` entry-point group: `step(services) -> dict`, awaited
-    in name order; each step's summary is printed as it finishes.
+    in name order. A step's `summary` (lines) and `table` ({"title", "columns", "rows"}) are
+    what a person reads; `--json` prints every step's whole dict.
     """
     from rich.console import Console
+    from rich.table import Table
 
     from infra.runtime import open_services
 
-    console = Console(stderr=True)
+    console = Console()
+
+    def show(result: dict[str, object]) -> None:
+        for line in result.get("summary") or []:  # type: ignore[union-attr]
+            console.print(str(line))
+        table = result.get("table")
+        if isinstance(table, dict):
+            drawn = Table(title=str(table.get("title", "")))
+            for col in table.get("columns", []):
+                drawn.add_column(str(col))
+            for row in table.get("rows", []):
+                drawn.add_row(*map(str, row))
+            console.print(drawn)
 
     async def run() -> dict[str, object]:
         settings = get_settings()
@@ -163,13 +221,21 @@ def demo() -> None:
 
                 summary["services"] = services.describe()
                 summary["schema"] = await db.status(conn)
-            console.print(f"[green]services up[/green] {services.describe()}")
+            where = ", ".join(f"{k} {v}" for k, v in services.describe().items())
+            if not as_json:
+                console.print(f"[bold]Vanta demo[/bold] ({where}; schema migrated)")
             for ep in sorted(entry_points(group="vanta.demo"), key=lambda e: e.name):
-                console.print(f"[cyan]demo step[/cyan] {ep.name}")
-                summary[ep.name] = await ep.load()(services)
+                result = await ep.load()(services)
+                summary[ep.name] = result
+                if not as_json:
+                    show(result)
         return summary
 
-    emit_json(asyncio.run(run()))
+    figures = asyncio.run(run())
+    if as_json:
+        emit_json(figures)
+    else:
+        console.print("[dim]vanta demo --json prints every figure[/dim]")
 
 
 @app.command("bench")

@@ -195,7 +195,10 @@ def leaderboard(
     eligible_only: bool = True,
     n_boot: int = 1000,
 ) -> tuple[pl.DataFrame, skill.SkillShare]:
-    """Candidates ranked by DSR, each with a bootstrap p-value, plus the cross-section skill share."""
+    """Candidates ranked by DSR, each with a bootstrap p-value, plus the cross-section skill share.
+    An empty window gives no candidates (and the share of an empty cross-section)."""
+    if stats.is_empty():
+        return stats, skill.skill_share(np.array([]))
     share = (
         skill.skill_share(stats["t_stat"].to_numpy())
         if not stats.is_empty()
