@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: setup test test-fast demo bench lint clean
+.PHONY: setup test test-fast soak demo bench lint clean
 
 setup: $(STAMP) $(NPM_STAMP)
 
@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[dev]'
 	touch $@
 
-$(NPM_STAMP): package.json
-	npm install --no-audit --no-fund --loglevel=error
+# `npm ci` installs exactly package-lock.json and never rewrites it (npm install would).
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 test: setup
@@ -28,6 +29,9 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not integration"
+
+soak: setup
+	$(BIN)/python -m pytest -m soak
 
 demo: setup
 	$(BIN)/vanta demo

@@ -12,32 +12,76 @@ import typer
 ingest_app = typer.Typer(no_args_is_help=True, help="Load trade activity from Veranta's services.")
 
 
-async def _report(services: Any, report: Any) -> None:
-    """Publish what an ingest stored, print each rejection to stderr and the summary to stdout."""
-    from data.store import publish_events
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """A user's mistake or an unreachable input: one line on stderr naming it, then exit."""
+    typer.echo(f"vanta: {message}", err=True)
+    return typer.Exit(code)
+
+
+async def sweep_outbox(services: Any, *, progress: bool = False) -> int:
+    """Publish every stored-but-unpublished event (this run's and any earlier run's), in event
+    order. Every ingest command sweeps when it starts and when it has stored."""
+    from redis.exceptions import RedisError
+
+    from data.store import publish_pending
+    from infra.progress import progress_bar
 
     assert services.redis is not None
-    await publish_events(services.redis, report.new_events)
+    async with services.pool.acquire() as conn:
+        pending = await conn.fetchval("SELECT count(*) FROM event_outbox")
+        if not pending:
+            return 0
+        try:
+            with progress_bar("publishing", pending if progress else None, unit="events") as advance:
+                done = 0
+
+                def show(total: int) -> None:
+                    nonlocal done
+                    advance(total - done)
+                    done = total
+
+                return await publish_pending(conn, services.redis, progress=show)
+        except (RedisError, OSError) as exc:
+            raise fail(
+                f"stored events could not be published ({type(exc).__name__}: {exc}); they stay "
+                "queued and the next ingest publishes them (`vanta db check` counts them)"
+            ) from None
+
+
+def _finish(report: Any) -> None:
+    """Each record not stored on its own stderr line, the summary on stdout, exit 1 if any."""
+    from data.sources.veranta_history.ingest import describe_problem
+
     for item in report.rejections:
-        typer.echo(json.dumps(item), err=True)
+        typer.echo(describe_problem(item), err=True)
     typer.echo(json.dumps(report.summary()))
+    if not report.clean:
+        raise typer.Exit(1)
 
 
 @ingest_app.command("history")
 def history(
     paths: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="history API JSON files"),
 ) -> None:
-    """Closed trades (and the opens they imply), idempotently; new events are published to the stream."""
+    """Closed trades (and the opens they imply), idempotently, in one transaction; the new events
+    are published to the stream in event order. Prints {"files", "trades", "inserted",
+    "duplicates", "conflicts", "rejected", "published"}; exit 1 if any record was rejected or
+    conflicts with a stored one (each is named on stderr)."""
     from data.sources.veranta_history.ingest import ingest_files
+    from infra.progress import progress_bar
     from infra.runtime import open_services
     from infra.settings import get_settings
 
-    async def run() -> None:
+    async def run() -> Any:
         async with open_services(get_settings()) as services:
-            async with services.pool.acquire() as conn:
-                await _report(services, await ingest_files(conn, paths))
+            swept = await sweep_outbox(services)
+            with progress_bar("ingesting", len(paths), unit="files") as advance:
+                async with services.pool.acquire() as conn:
+                    report = await ingest_files(conn, paths, progress=advance)
+            report.published = swept + await sweep_outbox(services, progress=True)
+            return report
 
-    asyncio.run(run())
+    _finish(asyncio.run(run()))
 
 
 @ingest_app.command("api")
@@ -51,16 +95,25 @@ def history_api(
     from veranta_sdk import AsyncVeranta
 
     from data.sources.veranta_history.api import ingest_traders
+    from data.sources.veranta_history.records import RecordError, trader_address
     from infra.runtime import open_services
     from infra.settings import get_settings
 
-    async def run() -> None:
+    try:
+        addresses = [trader_address(t) for t in traders]
+    except RecordError as exc:
+        raise fail(f"trader {exc}", 2) from None
+
+    async def run() -> Any:
         overrides = {"history_api_url": history_url} if history_url else {}
         async with AsyncVeranta(**overrides) as client, open_services(get_settings()) as services:
+            swept = await sweep_outbox(services)
             async with services.pool.acquire() as conn:
-                await _report(services, await ingest_traders(conn, client.info, traders, limit=page_size))
+                report = await ingest_traders(conn, client.info, addresses, limit=page_size)
+            report.published = swept + await sweep_outbox(services)
+            return report
 
-    asyncio.run(run())
+    _finish(asyncio.run(run()))
 
 
 @ingest_app.command("stream")
@@ -76,25 +129,31 @@ def order_stream(
     from veranta_sdk import AsyncVeranta
 
     from data.events import TradeEvent
+    from data.sources.veranta_history.records import RecordError, trader_address
     from data.sources.veranta_orders.stream import OrderStreamSource, history_gap_fill
-    from data.store import insert_events, publish_events
+    from data.store import store_events
     from infra.runtime import open_services, stop_on_signals
     from infra.settings import get_settings
+
+    try:
+        addresses = [trader_address(t) for t in traders]
+    except RecordError as exc:
+        raise fail(f"trader {exc}", 2) from None
 
     async def run() -> None:
         stop = stop_on_signals()
         overrides = {"history_api_url": history_url} if history_url else {}
         async with AsyncVeranta(**overrides) as client, open_services(get_settings()) as services:
+            await sweep_outbox(services)
 
             async def emit(events: list[TradeEvent]) -> None:
                 async with services.pool.acquire() as conn:
-                    new = await insert_events(conn, events)
-                assert services.redis is not None
-                await publish_events(services.redis, new)
+                    await store_events(conn, events)
+                await sweep_outbox(services)
 
             sources = [
                 OrderStreamSource(ws_base, app_key, t, emit, gap_fill=history_gap_fill(client.info))
-                for t in traders
+                for t in addresses
             ]
             await asyncio.gather(*(s.run(stop) for s in sources))
 
@@ -108,31 +167,48 @@ def events(
     ),
     publish: bool = typer.Option(True, help="publish the new events to the Redis stream"),
 ) -> None:
-    """Canonical events from Parquet into trade_events, idempotently; prints {"events", "inserted", "duplicates"}."""
-    import polars as pl
-
-    from data.event_frames import events_from_frame
-    from data.store import insert_events, publish_events
+    """Canonical events from Parquet into trade_events, idempotently, all or nothing; prints
+    {"events", "inserted", "duplicates", "conflicts", "published"}; exit 1 on conflicts."""
+    from data.event_frames import FrameError, read_events
+    from data.store import store_events
+    from infra.bus import EVENTS_STREAM
     from infra.runtime import open_services
     from infra.settings import get_settings
 
-    batch = events_from_frame(pl.read_parquet(path))
+    try:
+        batch = read_events(path)
+    except FrameError as exc:
+        raise fail(str(exc)) from None
 
-    async def run() -> dict[str, int]:
+    async def run() -> tuple[dict[str, int], list[str]]:
         async with open_services(get_settings(), with_redis=publish) as services:
-            async with services.pool.acquire() as conn:
-                new = await insert_events(conn, batch)
-            if publish and services.redis is not None:
-                await publish_events(services.redis, new)
-        return {"events": len(batch), "inserted": len(new), "duplicates": len(batch) - len(new)}
+            swept = await sweep_outbox(services) if publish else 0
+            async with services.pool.acquire() as conn, conn.transaction():
+                stored = await store_events(conn, batch, stream=EVENTS_STREAM if publish else None)
+            summary = {
+                "events": len(batch),
+                "inserted": stored.inserted,
+                "duplicates": stored.repeats,
+                "conflicts": len(stored.conflicts),
+            }
+            if publish:
+                summary["published"] = swept + await sweep_outbox(services, progress=True)
+        return summary, [c.describe() for c in stored.conflicts]
 
-    typer.echo(json.dumps(asyncio.run(run())))
+    summary, conflicts = asyncio.run(run())
+    for line in conflicts:
+        typer.echo(f"conflict: {path}: {line}", err=True)
+    typer.echo(json.dumps(summary))
+    if conflicts:
+        raise typer.Exit(1)
 
 
 index_app = typer.Typer(no_args_is_help=True, help="Index Avantis logs from a node into trade_events.")
 
 
-def _indexer_parts(rpc_url: str | None, confirmations: int | None):
+def _indexer_parts(rpc_url: str | None, confirmations: int | None, *, attempts: int | None = None):
+    """Settings, the node and the indexer's config. `attempts` bounds each RPC call's retries and
+    the wait for a lagging node (one-shot commands); None retries forever (services)."""
     from data.protocol.addresses import WATCHED
     from data.sources.chain.indexer import IndexerConfig
     from data.sources.chain.rpc import ChainRpc
@@ -140,14 +216,16 @@ def _indexer_parts(rpc_url: str | None, confirmations: int | None):
 
     settings = get_settings()
     addresses = tuple(a.strip().lower() for a in settings.avantis_addresses.split(",") if a.strip())
+    rpc = ChainRpc(rpc_url or settings.base_rpc_url, max_attempts=attempts, backoff_max_s=10.0)
     config = IndexerConfig(
         chain_id=settings.chain_id,
         addresses=addresses or tuple(a.lower() for a in WATCHED),
         confirmation_depth=settings.confirmation_depth if confirmations is None else confirmations,
         initial_range=settings.event_backfill_blocks,
         poll_interval_s=settings.event_monitoring_interval,
+        max_behind_s=None if attempts is None else 10.0 * attempts,
     )
-    return settings, ChainRpc(rpc_url or settings.base_rpc_url), config
+    return settings, rpc, config
 
 
 @index_app.command("backfill")
@@ -156,20 +234,34 @@ def index_backfill(
     to_block: int = typer.Option(None, "--to-block", help="default: the confirmed head"),
     rpc_url: str = typer.Option(None, help="default: BASE_RPC_URL"),
     confirmations: int = typer.Option(None, help="default: CONFIRMATION_DEPTH"),
+    attempts: int = typer.Option(
+        8, min=1, help="tries per RPC call before giving up (unreachable node, DNS failure, garbage)"
+    ),
 ) -> None:
-    """Index a block range (resumes after the checkpoint when run again); prints the totals."""
+    """Index a block range (resumes after the checkpoint when run again); prints the totals.
+
+    Gives up with one line naming the node when it cannot be reached after `--attempts` tries;
+    SIGINT/SIGTERM stop it after the current range (exit 130, the totals so far printed)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from data.sources.chain.indexer import Indexer
-    from infra.runtime import open_services
+    from infra.errors import UserFacingError
+    from infra.logs import mask_url
+    from infra.runtime import open_services, stop_on_signals
 
-    settings, rpc, config = _indexer_parts(rpc_url, confirmations)
+    settings, rpc, config = _indexer_parts(rpc_url, confirmations, attempts=attempts)
 
-    async def run() -> dict[str, int]:
+    async def run() -> dict[str, object]:
+        stop = stop_on_signals()
         async with open_services(settings) as services:
             try:
                 async with Indexer(rpc, services.pool, services.redis, config) as indexer:
                     last = to_block if to_block is not None else await indexer.safe_head()
+                    head = await rpc.head()
+                    if last > head:
+                        raise UserFacingError(
+                            f"--to-block {last} is past the head {head} of the node at {mask_url(rpc.url)}"
+                        )
                     columns = (
                         TextColumn("blocks"),
                         BarColumn(),
@@ -183,12 +275,21 @@ def index_backfill(
                         def show(done: int, total: int, logs: int) -> None:
                             bar.update(task, completed=done, total=total, logs=logs)
 
-                        totals = await indexer.backfill(from_block, last, show)
-                    return {"from_block": from_block, "to_block": last, **totals.as_dict()}
+                        totals = await indexer.backfill(from_block, last, show, stop=stop)
+                    reached = indexer.checkpoint.block if indexer.checkpoint else from_block - 1
+                    return {
+                        "from_block": from_block,
+                        "to_block": last,
+                        **totals.as_dict(),
+                        **({"interrupted_after_block": reached} if stop.is_set() else {}),
+                    }
             finally:
                 await rpc.close()
 
-    typer.echo(json.dumps(asyncio.run(run())))
+    report = asyncio.run(run())
+    typer.echo(json.dumps(report))
+    if "interrupted_after_block" in report:
+        raise typer.Exit(130)
 
 
 @index_app.command("tail")
@@ -197,7 +298,8 @@ def index_tail(
     ws_url: str = typer.Option(None, help="default: BASE_WS_URL; 'none' polls only"),
     confirmations: int = typer.Option(None, help="default: CONFIRMATION_DEPTH"),
 ) -> None:
-    """Follow new blocks until interrupted (SIGINT/SIGTERM), resuming from the checkpoint."""
+    """Follow new blocks until interrupted (SIGINT/SIGTERM), resuming from the checkpoint. RPC
+    failures, a lagging node and PostgreSQL or Redis restarts are waited out, never fatal."""
 
     from data.sources.chain.indexer import Indexer
     from infra.runtime import open_services, stop_on_signals
@@ -221,13 +323,15 @@ def snapshot(
     out: Path = typer.Option(..., help="DuckDB file to write, e.g. data/snapshots/NAME.duckdb"),
 ) -> None:
     """Copy the event and stats tables from PostgreSQL into a DuckDB file for the notebooks."""
-    from data.snapshots import snapshot_postgres
+    from data.snapshots import SNAPSHOT_TABLES, snapshot_postgres
+    from infra.progress import progress_bar
     from infra.runtime import open_services
     from infra.settings import get_settings
 
     async def run() -> dict[str, int]:
         async with open_services(get_settings(), with_redis=False) as services:
-            return await snapshot_postgres(services.pool, out)
+            with progress_bar("snapshotting", len(SNAPSHOT_TABLES), unit="tables") as advance:
+                return await snapshot_postgres(services.pool, out, progress=lambda _table: advance(1))
 
     counts = asyncio.run(run())
     typer.echo(json.dumps({"out": str(out), "tables": counts}))

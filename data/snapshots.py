@@ -6,6 +6,7 @@ internet).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -35,7 +36,9 @@ SNAPSHOT_TABLES = (
 )
 
 
-async def snapshot_postgres(pool, out: Path, tables: tuple[str, ...] = SNAPSHOT_TABLES) -> dict[str, int]:
+async def snapshot_postgres(
+    pool, out: Path, tables: tuple[str, ...] = SNAPSHOT_TABLES, progress: Callable[[str], None] | None = None
+) -> dict[str, int]:
     """Copy tables from PostgreSQL into a DuckDB file, replacing it atomically (write, then rename).
 
     Rows travel as Arrow-compatible columns; numerics stay exact (DuckDB DECIMAL(38, 10) for
@@ -73,6 +76,8 @@ async def snapshot_postgres(pool, out: Path, tables: tuple[str, ...] = SNAPSHOT_
                 else pl.DataFrame({c: [] for c in cols})
             )
             counts[table] = len(rows)
+            if progress is not None:
+                progress(table)
     tmp = out.with_suffix(".tmp.duckdb")
     tmp.unlink(missing_ok=True)
     write_duckdb(tmp, frames)

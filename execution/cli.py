@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import typer
 
@@ -24,14 +23,22 @@ def stats(
     window_days: int = typer.Option(30, min=1, help="rolling window"),
     limit: int = typer.Option(20, min=1, help="how many candidates"),
     all_traders: bool = typer.Option(False, "--all", help="rank every trader, not only eligible leaders"),
-    as_of: int | None = typer.Option(None, help="epoch seconds (default: now)"),
+    as_of: int | None = typer.Option(
+        None,
+        "--as-of",
+        min=0,
+        help="end of the window, epoch seconds (default: now, or the latest event when nothing "
+        "closed in the window up to now)",
+    ),
 ) -> None:
     """Leaderboard candidates ranked by the AI score (the analyzer's latest, from `vanta scheduler`),
-    with their stats and skill-versus-luck figures (recomputed from trade_events)."""
+    with their stats and skill-versus-luck figures, recomputed from trade_events (and written to
+    trader_stats)."""
     from execution.ai_rank import AI_RANK, latest_ai_scores, with_ai_scores
-    from execution.tracker import STATS_COLUMNS, full_recompute
+    from execution.tracker import STATS_COLUMNS, window_stats
+    from infra.progress import progress_bar
     from infra.runtime import open_services
-    from research.stats import closes_frame, leaderboard
+    from research.stats import leaderboard
 
     settings = get_settings()
     # Per candidate: the stored stats less bookkeeping, plus the bootstrap p-value.
@@ -41,25 +48,27 @@ def stats(
     ]
 
     async def run() -> dict[str, object]:
-        when = int(time.time()) if as_of is None else as_of
-        async with open_services(settings, with_redis=False) as services:
-            tracker = await full_recompute(
-                services.pool, as_of=when, window_days=window_days, eligibility=_eligibility(settings)
+        with progress_bar("recomputing stats", None):
+            async with open_services(settings, with_redis=False) as services:
+                computed = await window_stats(
+                    services.pool, window_days=window_days, as_of=as_of, eligibility=_eligibility(settings)
+                )
+                async with services.pool.acquire() as conn:
+                    scores = await latest_ai_scores(conn)
+        frame, when = with_ai_scores(computed.stats, scores), computed.as_of
+        with progress_bar("bootstrapping candidates", None):
+            top, share = leaderboard(
+                frame,
+                computed.closes,
+                as_of=when,
+                window_days=window_days,
+                limit=limit,
+                eligible_only=not all_traders,
+                rank_by=AI_RANK,
             )
-            async with services.pool.acquire() as conn:
-                scores = await latest_ai_scores(conn)
-        frame = with_ai_scores(tracker.stats(when), scores)
-        top, share = leaderboard(
-            frame,
-            closes_frame(tracker.closes),
-            as_of=when,
-            window_days=window_days,
-            limit=limit,
-            eligible_only=not all_traders,
-            rank_by=AI_RANK,
-        )
         return {
             "as_of": when,
+            "as_of_reason": computed.as_of_reason,
             "window_days": window_days,
             "traders": frame.height,
             "eligible": int(frame["eligible"].sum()) if frame.height else 0,
@@ -73,16 +82,33 @@ def stats(
             "candidates": [
                 {k: (str(v) if k.endswith("_usdc") else v) for k, v in row.items()}
                 for row in top.select(*candidate_columns).iter_rows(named=True)
-            ],
+            ]
+            if top.height
+            else [],
         }
 
     result = asyncio.run(run())
     if as_json:
         typer.echo(json.dumps(result, default=str))
         return
+    _print_stats(result, all_traders)
+
+
+def _print_stats(result: dict, all_traders: bool) -> None:
+    from datetime import UTC, datetime
+
     from rich.console import Console
     from rich.table import Table
 
+    console = Console()
+    when = datetime.fromtimestamp(result["as_of"], UTC).strftime("%Y-%m-%d %H:%M UTC")
+    note = {"latest event": " (the latest event: nothing closed in the window up to now)"}.get(
+        result["as_of_reason"], ""
+    )
+    console.print(f"{result['window_days']} days to {when}{note}")
+    if not result["traders"]:
+        console.print("No trader closed a position in the window; try --as-of or a longer --window-days.")
+        return
     table = Table(
         title=f"{result['traders']} traders, {result['eligible']} eligible; skilled share ≈ "
         f"{result['skill_share']['skilled']:.1%} (π0 = {result['skill_share']['pi0']:.2f})"
@@ -101,7 +127,12 @@ def stats(
             f"{c['dsr']:.2f}",
             f"{c['bootstrap_p']:.3f}",
         )
-    Console().print(table)
+    if result["candidates"]:
+        console.print(table)
+    else:
+        console.print(
+            f"{table.title}: no eligible leader in the window (see the LEADER_* settings); --all ranks everyone."
+        )
 
 
 def track(window_days: int = typer.Option(30, min=1)) -> None:

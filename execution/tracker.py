@@ -16,6 +16,7 @@ import math
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
@@ -26,8 +27,9 @@ from data.store import load_events
 from infra.bus import StreamBus
 from infra.logs import log_fields
 from infra.metrics import counter
+from infra.reconnect import Stopped, with_reconnect
 from research.ledger import LedgerError, Position, PositionLedger, RealizedClose
-from research.stats import Eligibility, closes_frame, trader_stats
+from research.stats import DAY, Eligibility, closes_frame, trader_stats
 
 log = logging.getLogger("vanta.tracker")
 EVENTS_APPLIED = counter("vanta_tracker_events_applied_total", "Events applied to the ledger")
@@ -218,13 +220,26 @@ class Tracker:
         idle_claim_ms: int = 30_000,
         flush_every_s: float = 1.0,
     ) -> None:
-        """Consume the event stream until `stop` is set; ack only after the rows are written."""
+        """Consume the event stream until `stop` is set; ack only after the rows are written.
+
+        A Redis or PostgreSQL restart is waited out (`infra.reconnect.with_reconnect`): events
+        already applied in memory stay applied and their messages stay un-acked until a flush
+        succeeds, so nothing is lost, and nothing counts twice (the ledger skips event ids it has
+        seen). `stop` ends the wait for a server too.
+        """
         consumer = consumer or f"tracker-{socket.gethostname()}-{id(self)}"
-        await bus.ensure_group(group)
         stop = stop or asyncio.Event()
         pending_acks: list[str] = []
         last_flush = time.monotonic()
-        while not stop.is_set():
+
+        async def flush_and_ack() -> None:
+            nonlocal last_flush
+            await self.flush()
+            await bus.ack(group, *pending_acks)
+            pending_acks.clear()
+            last_flush = time.monotonic()
+
+        async def step() -> None:
             messages = await bus.claim_stale(group, consumer, min_idle_ms=idle_claim_ms)
             messages += await bus.read(group, consumer, count=500, block_ms=200)
             for m in messages:
@@ -237,13 +252,61 @@ class Tracker:
                     )
                 pending_acks.append(m.id)
             if pending_acks and (time.monotonic() - last_flush >= flush_every_s or not messages):
-                await self.flush()
-                await bus.ack(group, *pending_acks)
-                pending_acks.clear()
-                last_flush = time.monotonic()
-        if pending_acks:
-            await self.flush()
-            await bus.ack(group, *pending_acks)
+                await flush_and_ack()
+
+        try:
+            await with_reconnect(lambda: bus.ensure_group(group), what="tracker", stop=stop)
+            while not stop.is_set():
+                await with_reconnect(step, what="tracker", stop=stop)
+            if pending_acks:  # one try: if a server is down now, the messages are delivered again
+                await with_reconnect(flush_and_ack, what="tracker", stop=stop)
+        except Stopped:
+            log.info("tracker stopped during an outage", extra=log_fields(unacked=len(pending_acks)))
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """The statistics of one window, as `vanta stats` computes them from `trade_events`."""
+
+    as_of: int
+    window_days: int
+    stats: pl.DataFrame  # one row per trader active in the window (empty: nobody was)
+    closes: pl.DataFrame  # the realized closes of the window (CLOSES_SCHEMA), in ledger order
+    as_of_reason: str  # "given", "now", or "latest event" (nothing happened in the window to now)
+
+
+async def window_stats(
+    pool: asyncpg.Pool,
+    *,
+    window_days: int,
+    as_of: int | None = None,
+    eligibility: Eligibility = Eligibility(),
+    clock: Callable[[], float] = time.time,
+    write: bool = True,
+) -> WindowStats:
+    """Stats of every trader over (as_of - window, as_of], recomputed from `trade_events` as
+    columns: only the positions that close in the window are read (with their earlier events),
+    and the ledger runs over arrays (`research.ledger_columnar`), to the micro-USDC what the
+    tracker's ledger computes. Without `as_of`: now, or the latest event when nothing closed in
+    the window up to now (a replayed history, the demo's simulation). Written to `trader_stats`
+    unless `write` is false."""
+    from data.store import latest_activity, load_ledger_frame
+    from research.ledger_columnar import realized_closes
+
+    async with pool.acquire() as conn:
+        reason = "given"
+        if as_of is None:
+            now = int(clock())
+            last_close, last_event = await latest_activity(conn)
+            as_of, reason = now, "now"
+            if last_event is not None and (last_close is None or last_close <= now - window_days * DAY):
+                as_of, reason = min(last_event, now), "latest event"
+        events = await load_ledger_frame(conn, start=as_of - window_days * DAY, as_of=as_of)
+        closes = realized_closes(events)
+        frame = trader_stats(closes, as_of=as_of, window_days=window_days, eligibility=eligibility)
+        if write:
+            await write_stats(conn, frame, window_days)
+    return WindowStats(as_of, window_days, frame, closes, reason)
 
 
 async def full_recompute(

@@ -16,13 +16,19 @@ pnl_app = typer.Typer(no_args_is_help=True, help="Exact PnL: reconcile history f
 def reconcile(
     paths: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="history JSON files"),
 ) -> None:
-    """Check every closed trade's usdcSent and gross against the ledger formula; exit 1 if any fail."""
+    """Check every closed trade's usdcSent and gross against the ledger formula; exit 1 if any fail.
+    A file or record that cannot be read is one line on stderr naming it (and counted rejected)."""
+    from data.sources.veranta_history.ingest import describe_problem
     from data.sources.veranta_history.records import RecordError, load_file, parse_trade
     from research.reconcile import all_hold, check_trade, summarize
 
     checks, rejected = [], []
     for path in paths:
-        trader, records = load_file(path)
+        try:
+            trader, records = load_file(path)
+        except RecordError as exc:
+            rejected.append({"file": str(path), "reason": str(exc).removeprefix(f"{path}: ")})
+            continue
         for i, rec in enumerate(records):
             try:
                 checks.append(check_trade(parse_trade(trader, rec)))
@@ -40,7 +46,9 @@ def reconcile(
         for c in checks
         if not c.usdc_sent_exact or c.classification == "unexplained"
     ]
-    for item in rejected + failures:
+    for item in rejected:
+        typer.echo(describe_problem(item), err=True)
+    for item in failures:
         typer.echo(json.dumps(item), err=True)
     typer.echo(json.dumps(summary))
     if not all_hold(summary) or rejected:
@@ -54,36 +62,24 @@ def fifo(
     ),
 ) -> None:
     """FIFO-matched PnL per (trader, pair) as CSV on stdout. realized_pnl is before fees; fees_paid
-    is every fee paid, charged once per fill; net = realized_pnl - fees_paid."""
-    from research.fifo import FifoLedger, FillError, read_fills
+    is every fee paid, charged once per fill; net = realized_pnl - fees_paid. Each malformed row
+    is named by line on stderr and skipped; exit 1 if there was any."""
+    from research.fifo import FillError
+    from research.fifo_columnar import OUTPUT_COLUMNS, fifo_rows, read_fills_csv
 
     try:
-        with path.open(newline="") as fh:
-            fills, errors = read_fills(fh)
+        fills, errors = read_fills_csv(path)
     except FillError as exc:
-        typer.echo(f"{path}: {exc}", err=True)
+        typer.echo(f"vanta: {path}: {exc}", err=True)
         raise typer.Exit(2) from None
     for line, reason in errors:
         typer.echo(f"{path}:{line}: rejected: {reason}", err=True)
-    ledger = FifoLedger()
-    for f in fills:
-        ledger.apply(f)
-    writer = csv.DictWriter(
-        sys.stdout,
-        fieldnames=[
-            "trader",
-            "pair",
-            "realized_pnl",
-            "fees_paid",
-            "closed_qty",
-            "open_qty",
-            "open_avg_price",
-        ],
-    )
-    writer.writeheader()
-    writer.writerows(ledger.rows())
+    writer = csv.writer(sys.stdout)
+    writer.writerow(OUTPUT_COLUMNS)
+    writer.writerows(fifo_rows(fills))
     if errors:
-        typer.echo(f"{len(errors)} malformed row(s) skipped, {len(fills)} counted", err=True)
+        typer.echo(f"{len(errors)} malformed row(s) skipped, {fills.height} counted", err=True)
+        raise typer.Exit(1)
 
 
 def simulate(
@@ -103,9 +99,8 @@ def simulate(
     ),
 ) -> None:
     """Simulate a trader population with planted truth; prints {"traders", "events", "seconds"}."""
-    from rich.progress import Progress
-
     from data.pairs import load_catalogue
+    from infra.progress import progress_bar, running_total
     from infra.settings import get_settings
     from research.sim.run import simulate as run_simulation
 
@@ -113,8 +108,7 @@ def simulate(
     default_prices = settings.shared_data_dir / "prices"
     chosen = prices or (str(default_prices) if default_prices.exists() else "synthetic")
     catalogue = load_catalogue(settings.shared_data_dir / "avantis" / "trading_snapshot.json")
-    with Progress(transient=True) as bar:
-        task = bar.add_task("simulating traders", total=traders)
+    with progress_bar("simulating traders", traders) as advance:
         sim = run_simulation(
             traders,
             days,
@@ -122,7 +116,7 @@ def simulate(
             prices=chosen,
             catalogue=catalogue,
             workers=workers or None,
-            progress=lambda done, total: bar.update(task, completed=done),
+            progress=running_total(advance),
         )
     sim.write(out)
     if duckdb_path is not None:
@@ -138,11 +132,8 @@ def simulate(
     if to_chain:
         from data.sources.chain.replay import replay_to_node
 
-        with Progress(transient=True) as bar:
-            task = bar.add_task("replaying onto the chain", total=sim.events.height)
-            summary["chain"] = replay_to_node(
-                to_chain, sim.events, lambda done, total: bar.update(task, completed=done)
-            )
+        with progress_bar("replaying onto the chain", sim.events.height, unit="events") as advance:
+            summary["chain"] = replay_to_node(to_chain, sim.events, running_total(advance))
     typer.echo(json.dumps(summary))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import IO
 
@@ -175,41 +175,69 @@ def _fmt(value: Decimal) -> str:
     return "0" if text in ("-0", "0") else text
 
 
+MAX_TS = 4_102_444_800  # 2100-01-01: a ts past it is a typo (or 1e999999999), not a fill
+MAX_FIELD = 256  # characters in any field: a trader or pair name longer than this is garbage
+MAX_AMOUNT = Decimal(10**15)  # qty, price or fee in their units: beyond it nothing is a real fill
+
+
 def _scaled(text: str, decimals: int, name: str) -> int:
     try:
         value = Decimal(text.strip())
     except InvalidOperation:
-        raise FillError(f"{name} is not a number: {text!r}") from None
+        raise FillError(f"{name} is not a number: {_quoted(text)}") from None
     if not value.is_finite():
-        raise FillError(f"{name} is not finite: {text!r}")
+        raise FillError(f"{name} is not finite: {_quoted(text)}")
+    if not -MAX_AMOUNT < value < MAX_AMOUNT:  # compared, not abs()ed or scaled: 1e999999999 overflows those
+        raise FillError(f"{name} {_quoted(text)} is too large (at most 1e15)")
     scaled = value.scaleb(decimals)
     if scaled != scaled.to_integral_value():
-        raise FillError(f"{name} {text} has more than {decimals} decimals")
+        raise FillError(f"{name} {text.strip()} has more than {decimals} decimals")
     return int(scaled)
 
 
+def _quoted(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:40] + "…")
+
+
 def _parse_ts(text: str) -> int:
+    """Epoch seconds (a fraction is dropped) or ISO-8601, naive times meaning UTC; 1970..2100."""
     text = text.strip()
     try:
-        return int(Decimal(text))
+        value = Decimal(text)
     except InvalidOperation:
-        pass
+        value = None
+    if value is not None:
+        if not value.is_finite() or not 0 <= value < MAX_TS:
+            raise FillError(f"ts {_quoted(text)} is not epoch seconds between 1970 and 2100")
+        return int(value)
     try:
-        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+        moment = datetime.fromisoformat(text)
     except ValueError:
-        raise FillError(f"ts is neither epoch seconds nor ISO-8601: {text!r}") from None
+        raise FillError(f"ts is neither epoch seconds nor ISO-8601: {_quoted(text)}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if not 0 <= moment.timestamp() < MAX_TS:
+        raise FillError(f"ts {_quoted(text)} is not between 1970 and 2100")
+    return int(moment.timestamp())
 
 
 FILL_COLUMNS = ("trader", "pair", "ts", "side", "qty", "price", "fee")
 
 
 def parse_fill(row: dict[str, str]) -> Fill:
+    """One CSV row, checked; the reference for what the columnar reader accepts."""
+    for name in FILL_COLUMNS:
+        if len(row.get(name) or "") > MAX_FIELD:
+            raise FillError(f"{name} is longer than {MAX_FIELD} characters")
     missing = [c for c in FILL_COLUMNS if not (row.get(c) or "").strip()]
     if missing:
         raise FillError(f"missing {', '.join(missing)}")
+    for name in ("trader", "pair"):
+        if not row[name].strip().isprintable():
+            raise FillError(f"{name} contains control characters: {_quoted(row[name])}")
     side = row["side"].strip().lower()
     if side not in ("buy", "sell"):
-        raise FillError(f"side must be buy or sell, not {row['side']!r}")
+        raise FillError(f"side must be buy or sell, not {_quoted(row['side'])}")
     qty = _scaled(row["qty"], QTY_DECIMALS, "qty")
     price = _scaled(row["price"], PRICE_DECIMALS, "price")
     fee = _scaled(row["fee"], FEE_DECIMALS, "fee")
@@ -230,7 +258,10 @@ def parse_fill(row: dict[str, str]) -> Fill:
 
 
 def read_fills(stream: IO[str]) -> tuple[list[Fill], list[tuple[int, str]]]:
-    """Parse a fills CSV. Returns the good fills (in time order) and (line number, reason) per bad row."""
+    """Parse a fills CSV row by row. Returns the good fills (in time order) and (line number,
+    reason) per bad row. The columnar reader (`fifo_csv`) uses it for files with quoted fields,
+    whose records may span lines."""
+    csv.field_size_limit(2**31 - 1)  # a huge field is the row's error, not the reader's
     reader = csv.DictReader(stream)
     if reader.fieldnames is None or not set(FILL_COLUMNS) <= {f.strip() for f in reader.fieldnames}:
         raise FillError(f"header must contain {','.join(FILL_COLUMNS)}")

@@ -197,7 +197,10 @@ def leaderboard(
     rank_by: Sequence[tuple[str, bool]] = (("dsr", True), ("net_pnl_usdc", True)),
 ) -> tuple[pl.DataFrame, skill.SkillShare]:
     """Candidates ranked by DSR (or by `rank_by`: columns, each descending or not, nulls last),
-    each with a bootstrap p-value, plus the cross-section skill share."""
+    each with a bootstrap p-value, plus the cross-section skill share. An empty window gives no
+    candidates (and the share of an empty cross-section)."""
+    if stats.is_empty():
+        return stats, skill.skill_share(np.array([]))
     share = (
         skill.skill_share(stats["t_stat"].to_numpy())
         if not stats.is_empty()

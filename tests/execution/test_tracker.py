@@ -1,12 +1,11 @@
 """Tracker against real PostgreSQL and Redis: the incremental path equals the full recompute."""
 
 import asyncio
-import json
 
 import asyncpg
 import pytest
 
-from data.sources.veranta_history.ingest import events_for, ingest_files
+from data.sources.veranta_history.ingest import events_for
 from data.sources.veranta_history.records import load_file, parse_trade
 from execution.tracker import Tracker, full_recompute
 from infra.bus import StreamBus, connect
@@ -20,28 +19,6 @@ ELIG = Eligibility(24 * 365, 50, 1_000)
 
 async def table(pool: asyncpg.Pool, query: str) -> list[dict]:
     return [dict(r) for r in await pool.fetch(query)]
-
-
-async def test_history_ingest_is_idempotent_and_rejects_bad_records(
-    migrated_pool: asyncpg.Pool, tmp_path
-) -> None:
-    folder = shared_data_or_skip("avantis", "trades")
-    paths = sorted(folder.glob("*.json"))
-    async with migrated_pool.acquire() as conn:
-        first = await ingest_files(conn, paths)
-        again = await ingest_files(conn, paths)
-    assert first.summary() == {"files": 3, "trades": 373, "inserted": 373, "duplicates": 0, "rejected": 0}
-    assert again.summary() == {"files": 3, "trades": 373, "inserted": 0, "duplicates": 373, "rejected": 0}
-    assert again.new_events == []
-    doc = json.loads(paths[0].read_text())
-    doc["trades"] = [doc["trades"][0], {"time": "yesterday"}, {**doc["trades"][1], "leverage": -1}]
-    doc["trades"][0]["time"] = "2030-01-01T00:00:00.000Z"  # a new close of a known position
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps(doc))
-    async with migrated_pool.acquire() as conn:
-        mixed = await ingest_files(conn, [bad])
-    assert (mixed.inserted, mixed.rejected) == (1, 2)
-    assert any("missing" in r["reason"] for r in mixed.rejections)
 
 
 async def test_incremental_stream_path_equals_full_recompute(

@@ -82,3 +82,109 @@ def test_bad_setting_stops_the_command_with_the_variable_named(tmp_path: Path) -
     )
     assert result.returncode == 2
     assert "COPY_EXECUTION_MAX_DELAY_MS" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["db", "status"], ["track"], ["index", "tail"]],  # infra's, execution's and data's commands
+)
+def test_unreachable_database_is_one_line_naming_the_masked_server(tmp_path: Path, args: list[str]) -> None:
+    from tests.servers import free_port
+
+    url = f"postgresql://vanta:hunter2secret@127.0.0.1:{free_port()}/vanta"
+    result = run_vanta(*args, env={"VANTA_HOME": str(tmp_path), "DATABASE_URL": url, "METRICS_PORT": "0"})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "vanta: cannot reach PostgreSQL at postgresql://127.0.0.1:"
+        + url.split(":")[3].split("/")[0]
+        + ": ConnectionRefusedError: "
+        + result.stderr.split("ConnectionRefusedError: ", 1)[1].strip()
+    ]
+    assert "hunter2" not in result.stderr
+
+
+def test_invalid_delegate_key_stops_every_command_naming_the_variable(tmp_path: Path) -> None:
+    result = run_vanta("db", "status", env={"VANTA_HOME": str(tmp_path), "COPY_DELEGATE_KEY": "0xdeadbeef"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "vanta: invalid configuration: COPY_DELEGATE_KEY: Value error, "
+        "must be a private key: 64 hex digits, optionally 0x-prefixed"
+    ]
+
+
+def _ingest_real_history(url: str, tmp_path: Path) -> None:
+    from tests.conftest import shared_data_or_skip
+
+    files = sorted(shared_data_or_skip("avantis", "trades").glob("*.json"))
+    with hand_started_redis(tmp_path) as redis_url:
+        done = run_vanta(
+            "ingest", "history", *map(str, files), env={"DATABASE_URL": url, "REDIS_URL": redis_url}
+        )
+    assert done.returncode == 0, done.stderr
+
+
+def test_stats_on_an_empty_database_says_so(empty_db_url: str, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": empty_db_url, "VANTA_HOME": str(tmp_path)}
+    text = run_vanta("stats", env=env)
+    assert text.returncode == 0 and "Traceback" not in text.stderr
+    assert "No trader closed a position in the window" in text.stdout
+    result = json.loads(run_vanta("stats", "--json", env=env).stdout)
+    assert (result["traders"], result["candidates"], result["as_of_reason"]) == (0, [], "now")
+
+
+def test_stats_default_as_of_is_the_latest_event_of_a_past_history(empty_db_url: str, tmp_path: Path) -> None:
+    _ingest_real_history(empty_db_url, tmp_path)
+    env = {"DATABASE_URL": empty_db_url, "VANTA_HOME": str(tmp_path)}
+    result = json.loads(run_vanta("stats", "--json", "--all", "--window-days", "3650", env=env).stdout)
+    assert result["as_of_reason"] in ("now", "latest event") and result["traders"] == 3
+    default = json.loads(run_vanta("stats", "--json", "--all", env=env).stdout)
+    if default["as_of_reason"] == "latest event":  # the real files end more than 30 days ago
+        assert default["traders"] >= 1 and default["candidates"]
+    text = run_vanta("stats", "--all", env=env)
+    assert text.returncode == 0 and "traders" in text.stdout
+    given = json.loads(run_vanta("stats", "--json", "--as-of", "1500000000", env=env).stdout)
+    assert (given["as_of"], given["as_of_reason"], given["traders"]) == (1_500_000_000, "given", 0)
+    bad = run_vanta("stats", "--as-of", "yesterday", env=env)
+    assert bad.returncode == 2 and "--as-of" in bad.stderr
+
+
+async def test_window_stats_equal_the_tracker_full_recompute(migrated_pool) -> None:
+    """The columnar recompute behind `vanta stats` and the tracker's ledger give the same rows."""
+    import polars as pl
+
+    from data.sources.veranta_history.ingest import ingest_files
+    from execution.tracker import full_recompute, window_stats
+    from research.stats import Eligibility
+    from tests.conftest import shared_data_or_skip
+
+    files = sorted(shared_data_or_skip("avantis", "trades").glob("*.json"))
+    async with migrated_pool.acquire() as conn:
+        await ingest_files(conn, files, stream=None)
+    elig = Eligibility(24 * 365, 50, 1_000)
+    as_of = 1_782_000_000
+    tracker = await full_recompute(migrated_pool, as_of=as_of, window_days=365, eligibility=elig)
+    expected = tracker.stats(as_of)
+    got = (
+        await window_stats(migrated_pool, window_days=365, as_of=as_of, eligibility=elig, write=False)
+    ).stats
+    assert got.height == expected.height == 3
+    for column in expected.columns:
+        a, b = got[column], expected[column]
+        if a.dtype.is_float():
+            assert (a - b).abs().max() <= 1e-9 * max(1.0, float(b.abs().max() or 0)), column
+        else:
+            assert a.to_list() == b.to_list(), column
+    assert got["net_pnl_usdc"].sum() == sum(c.realized_pnl_usdc for c in tracker.closes)
+    assert isinstance(got, pl.DataFrame)
+
+
+def test_db_check_reports_each_registered_check(empty_db_url: str, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": empty_db_url, "VANTA_HOME": str(tmp_path)}
+    assert run_vanta("db", "migrate", env=env).returncode == 0
+    table = run_vanta("db", "check", env=env)
+    assert table.returncode == 0 and "unpublished_events" in table.stdout and "ok" in table.stdout
+    result = json.loads(run_vanta("db", "check", "--json", env=env).stdout)
+    names = {c["name"] for c in result["checks"]}
+    assert result["ok"] and "unpublished_events" in names
+    for check in result["checks"]:
+        assert set(check) >= {"name", "ok", "count", "detail"}

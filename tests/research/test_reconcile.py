@@ -60,3 +60,27 @@ def test_cli_exits_zero_on_the_real_files_and_one_on_a_bad_one(tmp_path: Path) -
     summary = json.loads(result.stdout)
     assert summary["rejected"] == 1 and summary["usdc_sent_exact"] == summary["trades"] - 1
     assert "missing" in result.stderr
+
+
+UNREADABLE = [
+    (b"", "not JSON: Expecting value at line 1 column 1"),
+    (b"\xff\xfe", "not UTF-8 (byte 0"),
+    (b"[" * 100_000, "JSON nested too deeply"),
+    (b'{"address": "0x12", "trades": []}', "address is not a 0x address of 40 hex digits: '0x12'"),
+    (b'{"trades": {}}', "expected an object with 'address' and a 'trades' list"),
+]
+
+
+def test_each_unreadable_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    vanta = str(Path(sys.executable).parent / "vanta")
+    paths = []
+    for i, (content, _) in enumerate(UNREADABLE):
+        paths.append(tmp_path / f"bad{i}.json")
+        paths[-1].write_bytes(content)
+    result = subprocess.run([vanta, "pnl", "reconcile", *map(str, paths)], capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == len(UNREADABLE)
+    for path, (_, message), line in zip(paths, UNREADABLE, lines, strict=True):
+        assert line.startswith(f"rejected: {path}: ") and message in line, line
+    assert json.loads(result.stdout)["rejected"] == len(UNREADABLE)
