@@ -9,12 +9,8 @@ import socket
 import time
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
+from infra.progress import progress_bar
 from infra.runtime import Services
-
-console = Console(stderr=True)
 
 
 def _free_port() -> int:
@@ -25,7 +21,7 @@ def _free_port() -> int:
 
 async def serve_and_ask(services: Services) -> dict[str, Any]:
     from serving import registry
-    from serving.client import ServingClient, Unknown
+    from serving.client import ServingClient
     from serving.process import ServiceProcess
 
     settings = services.settings
@@ -41,100 +37,110 @@ async def serve_and_ask(services: Services) -> dict[str, Any]:
         env["REDIS_URL"] = services.redis_url
     log_path = settings.vanta_home / "logs" / "serve-demo.log"
     service = ServiceProcess(_free_port(), env, log_path)
-    console.print(f"starting the BentoML service on {service.url} (log: {log_path}) ...")
-    summary: dict[str, Any] = {"url": service.url, "log": str(log_path)}
+    out: dict[str, Any] = {"url": service.url, "log": str(log_path)}
     try:
-        service.start()
-        summary["cold_start_s"] = round(await service.wait_ready(), 1)
+        with progress_bar("starting the BentoML service", None):
+            service.start()
+            out["cold_start_s"] = round(await service.wait_ready(), 1)
         async with ServingClient(service.url, timeout_s=30) as client:
-            health = await client.health()
-            page = await client.leaderboard(page_size=5)
-            regimes = await client.regime()
-            opportunities = await client.opportunities(limit=5, min_p_win=0.5)
-            card = None
-            if not isinstance(page, Unknown) and page.rows:
-                card = await client.trader(page.rows[0].trader)
+            answers = {
+                "health": await client.health(),
+                "page": await client.leaderboard(page_size=5),
+                "regimes": await client.regime(),
+                "opportunities": await client.opportunities(limit=5, min_p_win=0.5),
+            }
+            page = answers["page"]
+            rows = getattr(page, "rows", [])
+            answers["card"] = await client.trader(rows[0].trader) if rows else None
             started = time.perf_counter()
-            for row in page.rows if not isinstance(page, Unknown) else []:
+            for row in rows:
                 await client.trader(row.trader)
-            summary["cards_ms_each"] = round(
-                (time.perf_counter() - started) * 1000 / max(1, len(getattr(page, "rows", []))), 1
-            )
-        summary.update(_show(health, page, card, regimes, opportunities))
-        summary["refresh"] = await _refresh(services)
+            out["card_ms_each"] = round((time.perf_counter() - started) * 1000 / max(1, len(rows)), 1)
+        out.update(_describe(answers))
+        out["refresh"] = await _refresh(services)
+        out["summary"].append(
+            f"Refresh: {out['refresh'].get('traders', 0)} trader analytics and "
+            f"{out['refresh'].get('regime_rows', 0)} regime rows written"
+            if "failed" not in out["refresh"]
+            else f"Refresh failed: {out['refresh']['failed']}"
+        )
     finally:
         service.stop()
-    return summary
+    out["summary"].insert(
+        0, f"BentoML service: ready in {out.get('cold_start_s', '?')} s at {service.url} (stopped)"
+    )
+    return out
 
 
-def _show(health: Any, page: Any, card: Any, regimes: Any, opportunities: Any) -> dict[str, Any]:
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+def _describe(answers: dict[str, Any]) -> dict[str, Any]:
+    """The figures (`--json`) and what a person reads: summary lines and the leaderboard's table."""
     from serving.client import Unknown
 
-    out: dict[str, Any] = {}
+    health, page, card = answers["health"], answers["page"], answers["card"]
+    regimes, opportunities = answers["regimes"], answers["opportunities"]
+    out: dict[str, Any] = {"summary": []}
+    lines: list[str] = out["summary"]
     if isinstance(health, Unknown):
-        out["health"] = f"unknown: {health.reason}"
+        lines.append(f"The service did not answer: {health.reason}")
         return out
-    out["models"] = health.models or "none registered: scores from the skill statistics alone"
-    out["traders"] = health.traders
-    out["problems"] = health.problems
-    console.print(
-        f"serving {health.traders} traders; models: {health.models or 'none (skill statistics only)'}"
-    )
+    out.update(models=health.models, traders=health.traders, problems=health.problems)
+    models = ", ".join(health.models.values()) or "none registered (scores from the skill statistics alone)"
+    lines.append(f"Serving {health.traders} traders with {models}")
     if not isinstance(page, Unknown):
-        table = Table(title=f"AI leaderboard, top {len(page.rows)} of {page.total} eligible")
-        for col in (
-            "rank",
-            "trader",
-            "score",
-            "p win 7d",
-            "PSR",
-            "DSR",
-            "MinTRL d",
-            "trades",
-            "archetype",
-            "flags",
-        ):
-            table.add_column(col)
-        for r in page.rows:
-            table.add_row(
-                str(r.rank),
-                r.trader[:12],
-                "–" if r.score is None else f"{r.score:.1f}",
-                "–" if r.p_win_7d is None else f"{r.p_win_7d:.0%}",
-                "–" if r.psr is None else f"{r.psr:.2f}",
-                "–" if r.dsr is None else f"{r.dsr:.2f}",
-                "–" if r.min_trl_days is None or r.min_trl_days >= 1e5 else f"{r.min_trl_days:.0f}",
-                str(r.trades),
-                r.archetype or "–",
-                ", ".join(r.flags) or ("outlier" if r.anomaly else ""),
-            )
-        console.print(table)
         out["top5"] = [r.model_dump() for r in page.rows]
+        out["table"] = {
+            "title": f"AI leaderboard from the service: top {len(page.rows)} of {page.total} eligible leaders",
+            "columns": ["rank", "trader", "score", "p win 7d", "PSR", "DSR", "trades", "archetype", "flags"],
+            "rows": [
+                [
+                    r.rank,
+                    r.trader[:12],
+                    "–" if r.score is None else f"{r.score:.1f}",
+                    _pct(r.p_win_7d),
+                    "–" if r.psr is None else f"{r.psr:.2f}",
+                    "–" if r.dsr is None else f"{r.dsr:.2f}",
+                    r.trades,
+                    r.archetype or "–",
+                    ", ".join(r.flags) or ("outlier" if r.anomaly else ""),
+                ]
+                for r in page.rows
+            ],
+        }
     if card is not None and not isinstance(card, Unknown):
-        pnl = card.stats.net_pnl_usdc / 1e6 if card.stats else None
-        console.print(
-            f"card of {card.trader[:12]}: leaderboard rank {card.rank}, archetype {card.archetype}, "
-            f"{len(card.equity_curve)} equity points, window PnL {pnl if pnl is None else f'{pnl:,.2f} USDC'}, "
-            f"flags: {', '.join(f.reason for f in card.flags) or 'none'}"
+        pnl = "–" if card.stats is None else f"{card.stats.net_pnl_usdc / 1e6:,.2f} USDC"
+        flags = "; ".join(f.reason for f in card.flags) or "none"
+        lines.append(
+            f"Card of {card.trader[:12]}: leaderboard rank {card.rank}, {card.archetype}, PnL over the "
+            f"stats window {pnl}, PSR {card.skill.psr:.2f}, {len(card.equity_curve)} equity points; flags: {flags}"
         )
         out["card"] = {"trader": card.trader, "rank": card.rank, "equity_points": len(card.equity_curve)}
-    if not isinstance(regimes, Unknown):
-        for r in regimes:
-            console.print(
-                f"regime {r.pair}: {r.color} ({r.trend}, confidence {r.confidence:.0%}, 1 h volatility "
-                f"{(r.volatility_1h or 0):.0%}) as of {time.strftime('%Y-%m-%d %H:%M', time.gmtime(r.as_of))} UTC"
-            )
-        out["regimes"] = {r.pair: r.color for r in regimes}
+    if isinstance(regimes, Unknown):
+        lines.append(f"Regimes: unknown ({regimes.reason})")
     else:
-        out["regimes"] = f"unknown: {regimes.reason}"
-    if not isinstance(opportunities, Unknown):
-        for o in opportunities:
-            console.print(f"opportunity: {o.trader[:12]} in {o.pair}: {o.reason}")
-        if not opportunities:
-            console.print(
-                "opportunities: no eligible, unflagged leader with a 7-day win probability of 50 % or more in a pair that is not red"
+        out["regimes"] = {r.pair: r.color for r in regimes}
+        lines.append(
+            "Regimes: "
+            + (
+                ", ".join(
+                    f"{r.pair} {r.color} ({r.trend}, confidence {_pct(r.confidence)}, as of "
+                    f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(r.as_of))} UTC)"
+                    for r in regimes
+                )
+                or "none (no pair has a week of prices)"
             )
-        out["opportunities"] = len(opportunities)
+        )
+    if not isinstance(opportunities, Unknown):
+        out["opportunities"] = [o.model_dump() for o in opportunities]
+        lines.extend(f"Opportunity: {o.trader[:12]} in {o.pair}: {o.reason}" for o in opportunities)
+        if not opportunities:
+            lines.append(
+                "Opportunities: no eligible, unflagged leader with a 7-day win probability of 50 % or more "
+                "in a pair that is not red"
+            )
     return out
 
 
@@ -152,7 +158,4 @@ async def _refresh(services: Services) -> dict[str, Any]:
         written = dict(await refresh(state, services.pool))
     except JobFailed as exc:
         return {"failed": str(exc)}
-    console.print(
-        f"refresh: {written['traders']} trader analytics and {written['regime_rows']} regime rows written"
-    )
     return written
