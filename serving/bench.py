@@ -25,6 +25,7 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
+import psutil
 
 from serving.client import ServingClient, Unknown
 from serving.process import ServiceProcess
@@ -113,6 +114,13 @@ async def _latencies(
     return out, elapsed
 
 
+def _cpu_seconds(service: ServiceProcess) -> float:
+    """User + system CPU of the server and its workers."""
+    assert service.proc is not None
+    root = psutil.Process(service.proc.pid)
+    return sum(sum(p.cpu_times()[:2]) for p in [root, *root.children(recursive=True)])
+
+
 @asynccontextmanager
 async def bench_service(log_level: str = "WARNING") -> AsyncIterator[tuple[ServiceProcess, float]]:
     """A started service on a simulated population (scratch database, store of its own); yields it
@@ -175,9 +183,11 @@ async def _bench() -> dict[str, float]:
                 rate_per_client=None,
                 requests_per_client=2 * len(traders) // CLIENTS + 2,
             )
+            cpu_before = _cpu_seconds(service)
             latencies, _ = await _latencies(
                 service.url, traders, rate_per_client=RATE_PER_CLIENT, requests_per_client=PACED_REQUESTS
             )
+            cpu_ms = (_cpu_seconds(service) - cpu_before) * 1000 / len(latencies)
             saturated, seconds = await _latencies(
                 service.url, traders, rate_per_client=None, requests_per_client=SATURATED_REQUESTS
             )
@@ -192,6 +202,9 @@ async def _bench() -> dict[str, float]:
         "serving_p99_ms": round(float(np.percentile(latencies, 99)), 2),
         "serving_p50_ms": round(statistics.median(latencies), 2),
         "serving_offered_rps": CLIENTS * RATE_PER_CLIENT,
+        # CPU the server spent per paced request: what the machine's other load cannot inflate.
+        "serving_server_cpu_ms_per_request": round(cpu_ms, 2),
+        "machine_load_1m": round(os.getloadavg()[0], 1),
         "serving_requests": len(latencies),
         "serving_saturated_rps": round(len(saturated) / seconds, 1),
         "serving_saturated_p99_ms": round(float(np.percentile(saturated, 99)), 2),

@@ -14,7 +14,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def serve(
-    port: int = typer.Option(None, help="listen here (default: the port of SERVING_URL)"),
+    port: int = typer.Option(None, min=1, max=65535, help="listen here (default: the port of SERVING_URL)"),
     host: str = typer.Option(None, help="address to bind (default: the host of SERVING_URL)"),
 ) -> None:
     """Serve the analyzer, the regime, the leaderboard and opportunities over HTTP (BentoML) until stopped."""
