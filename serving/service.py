@@ -30,6 +30,7 @@ registry.configure(get_settings().vanta_home)  # before bentoml is imported: it 
 import bentoml  # noqa: E402
 from bentoml.exceptions import NotFound, ServiceUnavailable  # noqa: E402
 from pydantic import Field  # noqa: E402
+from starlette.responses import Response  # noqa: E402
 
 from serving.schemas import (  # noqa: E402
     Health,
@@ -72,10 +73,11 @@ class Vanta:
         from data.pairs import load_catalogue
         from infra import bus, db, embedded
         from infra.logs import configure_logging
-        from serving.state import ServingState
+        from serving.state import ServingState, watch_gc_pauses
 
         settings = get_settings()
         configure_logging(settings.log_level, settings.secret_values())  # JSON lines, secrets masked
+        watch_gc_pauses()
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
         pool = await db.create_pool(embedded.database_url(settings), min_size=1, max_size=8)
         redis = bus.connect(embedded.redis_url(settings))
@@ -133,12 +135,13 @@ class Vanta:
         from serving.state import NotReady
 
         try:
-            card = await self._state().card(address)
+            body = await self._state().card_json(address)
         except NotReady as exc:
             raise self._unavailable(exc) from None
-        if card is None:
+        if body is None:
             raise NotFound(f"no closed trade of {address} in the data")
-        return card
+        # The card is kept serialized (see ServingState.card_json): sent as it is stored.
+        return Response(body, media_type="application/json")  # type: ignore[return-value]
 
     @bentoml.api
     async def leaderboard(

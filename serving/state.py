@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import io
 import logging
 import time
@@ -82,6 +83,39 @@ Loader = Callable[[str], Model | None]
 CARDS_IN_MEMORY = 4096
 
 
+GC_PAUSES = histogram(
+    "vanta_serving_gc_pause_seconds",
+    "Garbage-collector pauses of the service (every request waits them out)",
+    ("generation",),
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+
+
+def _settle_memory() -> None:
+    """After a swap: collect what the old state left in cycles, then freeze what is alive.
+
+    Imports, models and the population are hundreds of thousands of long-lived objects; left to
+    the collector, every full collection walks them all (~200 ms here, four times a minute under
+    load, each a stall of every request in flight). Frozen, they are skipped; this one collection
+    per swap is the price, paid when models or data change."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+def watch_gc_pauses() -> None:
+    """Time every collection: a pause stops every request in flight, so it belongs beside latency."""
+    started: list[float] = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            GC_PAUSES.labels(str(info["generation"])).observe(time.perf_counter() - started[0])
+
+    gc.callbacks.append(callback)
+
+
 def load_latest_model(name: str) -> Model | None:
     """The store's newest version of `name` (serving.registry), or None when none is registered."""
     from serving import registry
@@ -141,7 +175,7 @@ class ServingState:
         self.problems: dict[str, str] = {}
         self._price_version: tuple[str, str | None] | None = None
         self._data_checked = 0.0
-        self._cards: OrderedDict[str, TraderCard] = OrderedDict()
+        self._cards: OrderedDict[str, bytes] = OrderedDict()
         self.ready = asyncio.Event()
 
     # --- reading ---------------------------------------------------------------------------------
@@ -216,35 +250,45 @@ class ServingState:
     def opportunities(self, *, limit: int, min_p_win: float) -> list[Opportunity]:
         return P.opportunities(self._population(), self.regimes, limit=limit, min_p_win=min_p_win)
 
-    async def card(self, trader: str) -> TraderCard | None:
+    async def card_json(self, trader: str) -> bytes | None:
+        """A trader's card as the JSON the service sends (None: no such trader). Cards are kept as
+        bytes, in Redis for other workers and in process for hot ones: a card is ~500 objects as
+        pydantic models, and hundreds of them held would lengthen every garbage collection."""
         pop = self._population()
         trader = trader.lower()
         if trader not in pop.index:
             return None
         key = f"card:{pop.data_version}:{pop.analyzer_tag}:{trader}"
-        if (card := self._cards.get(key)) is not None:
+        if (body := self._cards.get(key)) is not None:
             self._cards.move_to_end(key)
-            return card
+            return body
         if self.cache is not None:
             cached = await self.cache.get(key)
             CACHE.labels("card", "hit" if cached is not None else "miss").inc()
             if cached is not None:
-                return self._remember(key, TraderCard.model_validate(cached))
+                return self._remember(key, cached.encode())
         async with self.pool.acquire() as conn:
             row = await stats_row(conn, trader, pop.stats_window_days) if pop.stats_window_days else None
             events = await load_events(conn, trader=trader)
         card = trader_card(pop, trader, row, equity_curve(events), self.model_versions())
-        if card is not None and self.cache is not None:
-            await self.cache.set(key, card.model_dump(mode="json"), self.cache_ttl_s)
-        return self._remember(key, card) if card is not None else None
+        if card is None:
+            return None
+        text = card.model_dump_json()
+        if self.cache is not None:
+            await self.cache.set(key, text, self.cache_ttl_s)
+        return self._remember(key, text.encode())
 
-    def _remember(self, key: str, card: TraderCard) -> TraderCard:
+    async def card(self, trader: str) -> TraderCard | None:
+        body = await self.card_json(trader)
+        return TraderCard.model_validate_json(body) if body is not None else None
+
+    def _remember(self, key: str, body: bytes) -> bytes:
         """In-process copy of recent cards (the key names the data and model versions, so a stale
         card is never served): a hot card costs neither a Redis round trip nor parsing."""
-        self._cards[key] = card
+        self._cards[key] = body
         while len(self._cards) > CARDS_IN_MEMORY:
             self._cards.popitem(last=False)
-        return card
+        return body
 
     # --- refreshing ------------------------------------------------------------------------------
 
@@ -262,8 +306,11 @@ class ServingState:
         due = force or changed or time.monotonic() - self._data_checked >= self.cache_ttl_s
         if due or self.population is None:
             self._data_checked = time.monotonic()
+            before = (self.population, self.regimes)
             await self._guarded("population", lambda: self.refresh_population(force=bool(changed)))
             await self._guarded("regimes", lambda: self.refresh_regimes(force=bool(changed)))
+            if changed or before != (self.population, self.regimes):
+                _settle_memory()
         if self.population is not None:
             self.ready.set()
             if self.population.latest_event is not None:
