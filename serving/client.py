@@ -80,7 +80,13 @@ class ServingClient:
         self.http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 1.0)),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            # Idle connections are dropped before the server's keep-alive (uvicorn: 5 s) can close
+            # them: at equal timeouts a request sent on a connection the server is closing fails.
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=2.0,
+            ),
         )
 
     async def close(self) -> None:

@@ -230,28 +230,32 @@ async def test_a_model_registered_while_requests_flow_is_picked_up_and_no_reques
 
         workers = [asyncio.create_task(hammer(k)) for k in range(8)]
         await until(lambda: answered >= 20, what="requests flowing before the new model")
+        at_registration = answered
         # A new analyzer version: refitted with another seed (other scores), registered from outside.
-        refit, _ = fit_models(snapshot.events, snapshot.as_of, seed=1)
-        new_tag = register_models(store.home, {ANALYZER_MODEL: (refit, {"kind": "analyzer", "seed": 1})})[
-            ANALYZER_MODEL
-        ]
+        # (In threads: the requests keep flowing while it is fitted and registered.)
+        refit, _ = await asyncio.to_thread(fit_models, snapshot.events, snapshot.as_of, seed=1)
+        registered = await asyncio.to_thread(
+            register_models, store.home, {ANALYZER_MODEL: (refit, {"kind": "analyzer", "seed": 1})}
+        )
+        new_tag = registered[ANALYZER_MODEL]
+        store.analyzer, store.tags[ANALYZER_MODEL] = refit, new_tag  # what the later tests expect served
 
         async def serving_new() -> bool:
             health = await client.health()
             return not isinstance(health, Unknown) and health.models.get(ANALYZER_MODEL) == new_tag
 
         await until(serving_new, what=f"the service to serve {new_tag}", timeout_s=120)
+        during = answered - at_registration
         before = answered
         await until(lambda: answered >= before + 40, what="requests answered after the reload")
         stop.set()
         await asyncio.gather(*workers)
         assert failures == [], failures[:5]
+        assert during > 0  # requests were answered while the model was registered and loaded
         _, rows, _ = await _research(snapshot, Store(store.home, refit, store.regime, store.tags))
         after = await client.score([rows["trader"][0]])
         assert not isinstance(after, Unknown)
         assert after[0].score == pytest.approx(rows["score"][0], rel=1e-12)  # the new model's scores
-    store.analyzer = refit
-    store.tags[ANALYZER_MODEL] = new_tag
 
 
 async def test_the_refresh_writes_regimes_and_analytics_and_the_rankings_use_the_ai_score(
