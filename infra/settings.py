@@ -57,6 +57,8 @@ class Settings(BaseSettings):
 
     # Models and execution.
     ai_model_update_interval: int = Field(3600, gt=0)
+    # Days of candles the regime model is fitted on (the latest ones; 0: all the history there is).
+    regime_train_days: int = Field(0, ge=0)
     copy_execution_max_delay_ms: int = Field(500, gt=0)
     # The on-chain venue: the contract orders go to, and the caps on each delegate transaction.
     avantis_trading_address: str = "0x44914408af82bC9983bbb330e3578E1105e11d4e"
