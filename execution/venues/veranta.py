@@ -50,7 +50,9 @@ def _human(micro: int) -> Decimal:
     return Decimal(micro) / MICRO
 
 
-def result_from_fill(client_ref: str, action: CopyAction | str, requested: int, fill: dict[str, Any]) -> VenueResult:
+def result_from_fill(
+    client_ref: str, action: CopyAction | str, requested: int, fill: dict[str, Any]
+) -> VenueResult:
     """A `MarketOrderExecuted` payload (uints as strings, 1e6 USDC, 1e10 prices) as a result."""
     t = fill["t"]
     price = from_e10(int(fill["price"]))
