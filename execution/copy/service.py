@@ -478,7 +478,7 @@ class EngineOptions:
 
 
 async def run_engine(
-    service: CopyService, options: EngineOptions, stop: asyncio.Event, grace_s: float = 2.0
+    service: CopyService, options: EngineOptions, stop: asyncio.Event, grace_s: float = 1.0
 ) -> None:
     """The copy engine on the event stream until `stop`; the step in hand gets `grace_s` to end,
     then is cancelled (safe at any point: the journal, not memory, says what is left)."""
@@ -511,7 +511,7 @@ async def run_engine(
         await asyncio.gather(target.close(), chain.close(), return_exceptions=True)
 
 
-async def until_stopped(work: Any, stop: asyncio.Event, grace_s: float = 2.0) -> Any:
+async def until_stopped(work: Any, stop: asyncio.Event, grace_s: float = 1.0) -> Any:
     """Run `work` until it ends or `stop` is set; after `stop`, it has `grace_s` to finish its
     step, then it is cancelled (a retry loop or a slow venue never holds the process)."""
     task = asyncio.ensure_future(work)

@@ -51,20 +51,27 @@ class Engines:
         self.starts = 0
 
     def start(self, *more: str) -> subprocess.Popen[bytes]:
+        self.starts += 1
+        return self.spawn(*self.args, *more)
+
+    def spawn(self, *command: str) -> subprocess.Popen[bytes]:
+        """Any `vanta` command, under the same care (own process group, killed on exit)."""
         with self.log.open("ab") as sink:
             proc = subprocess.Popen(
-                [*self.args, *more],
+                list(command),
                 env=self.env,
                 stdout=subprocess.DEVNULL,
                 stderr=sink,
                 start_new_session=True,  # its own process group
             )
         self.procs.append(proc)
-        self.starts += 1
         return proc
 
     def consuming(self) -> int:
-        return self.log.read_text(errors="replace").count("copy engine consuming") if self.log.exists() else 0
+        return self.logged("copy engine consuming")
+
+    def logged(self, text: str) -> int:
+        return self.log.read_text(errors="replace").count(text) if self.log.exists() else 0
 
     async def until_consuming(self) -> None:
         """Every engine started so far has joined the group (a restart takes seconds when loaded)."""
