@@ -165,13 +165,15 @@ def out_of_bounds(name: str, value: object, bounds: dict[str, tuple[Decimal, Dec
     return None
 
 
+_BOUNDED_SETTINGS = [f.name for f in fields(FollowConfig) if f.name in FOLLOW_BOUNDS]
+
+
 def follow_problem(follow: Follow) -> str | None:
     """The first setting of a follow (or its profile) that the rules cannot apply."""
-    for f in fields(FollowConfig):
-        if f.name in FOLLOW_BOUNDS:
-            problem = out_of_bounds(f.name, getattr(follow.config, f.name), FOLLOW_BOUNDS)
-            if problem:
-                return problem
+    for name in _BOUNDED_SETTINGS:
+        problem = out_of_bounds(name, getattr(follow.config, name), FOLLOW_BOUNDS)
+        if problem:
+            return problem
     for name in PROFILE_BOUNDS:
         problem = out_of_bounds(name, getattr(follow.profile, name), PROFILE_BOUNDS)
         if problem:
