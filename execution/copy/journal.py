@@ -24,8 +24,12 @@ from decimal import Decimal
 import asyncpg
 
 from execution.copy.model import OPEN_STATES, CopyAction, IntentState, Refusal
+from execution.rows import as_json
 
 _OPEN_STATES = [s.value for s in OPEN_STATES]
+# Written out, as the partial indexes on intents in flight say it: the planner then uses them.
+_IN_FLIGHT = "state IN ('planned', 'sent', 'unknown')"
+assert {s.value for s in OPEN_STATES} == {"planned", "sent", "unknown"}
 
 
 def intent_id(profile_id: int, leader_event_id: str, action: CopyAction | str) -> str:
@@ -79,40 +83,17 @@ class Intent:
         )
 
 
-_COLUMNS = (
-    "intent_id, profile_id, follow_id, leader_address, leader_event_id, action, state, refusal_reason, "
-    "pair_index, side, collateral_usdc, leverage, requested_price, venue, position_ref, "
-    "leader_position_key, tp, sl, leader_collateral_usdc, leader_closed_usdc, error, attempts"
-)
-_TYPES = (
-    "text[]",
-    "bigint[]",
-    "bigint[]",
-    "text[]",
-    "text[]",
-    "text[]",
-    "text[]",
-    "text[]",
-    "integer[]",
-    "text[]",
-    "bigint[]",
-    "numeric[]",
-    "numeric[]",
-    "text[]",
-    "text[]",
-    "text[]",
-    "numeric[]",
-    "numeric[]",
-    "bigint[]",
-    "bigint[]",
-    "text[]",
-    "integer[]",
-)
-_PLAN = (
-    f"INSERT INTO copy_intents ({_COLUMNS}) SELECT * FROM unnest("
-    + ", ".join(f"${k + 1}::{t}" for k, t in enumerate(_TYPES))
-    + ") ON CONFLICT DO NOTHING RETURNING intent_id"
-)
+_PLAN = """
+INSERT INTO copy_intents (intent_id, profile_id, follow_id, leader_address, leader_event_id, action, state,
+    refusal_reason, pair_index, side, collateral_usdc, leverage, requested_price, venue, position_ref,
+    leader_position_key, tp, sl, leader_collateral_usdc, leader_closed_usdc, error, attempts)
+SELECT * FROM json_to_recordset($1::json) AS r(intent_id text, profile_id bigint, follow_id bigint,
+    leader_address text, leader_event_id text, action text, state text, refusal_reason text, pair_index integer,
+    side text, collateral_usdc bigint, leverage numeric, requested_price numeric, venue text, position_ref text,
+    leader_position_key text, tp numeric, sl numeric, leader_collateral_usdc bigint, leader_closed_usdc bigint,
+    error text, attempts integer)
+ON CONFLICT DO NOTHING RETURNING intent_id
+"""
 
 
 async def plan(conn: asyncpg.Connection, intents: list[Intent]) -> set[str]:
@@ -120,35 +101,34 @@ async def plan(conn: asyncpg.Connection, intents: list[Intent]) -> set[str]:
     them next) in one statement; returns the ids that were new."""
     if not intents:
         return set()
-    columns: list[list[object]] = [[] for _ in _TYPES]
-    for i in intents:
-        row = (
-            i.intent_id,
-            i.profile_id,
-            i.follow_id,
-            i.leader,
-            i.leader_event_id,
-            i.action.value,
-            i.state.value,
-            i.refusal.value if i.refusal else None,
-            i.pair_index,
-            i.side,
-            i.collateral_usdc,
-            i.leverage,
-            i.requested_price,
-            i.venue,
-            i.position_ref,
-            i.leader_position_key,
-            i.tp,
-            i.sl,
-            i.leader_collateral_usdc,
-            i.leader_closed_usdc,
-            i.error,
-            i.attempts,
-        )
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-    return {r["intent_id"] for r in await conn.fetch(_PLAN, *columns)}
+    rows = as_json(
+        {
+            "intent_id": i.intent_id,
+            "profile_id": i.profile_id,
+            "follow_id": i.follow_id,
+            "leader_address": i.leader,
+            "leader_event_id": i.leader_event_id,
+            "action": i.action,
+            "state": i.state,
+            "refusal_reason": i.refusal,
+            "pair_index": i.pair_index,
+            "side": i.side,
+            "collateral_usdc": i.collateral_usdc,
+            "leverage": i.leverage,
+            "requested_price": i.requested_price,
+            "venue": i.venue,
+            "position_ref": i.position_ref,
+            "leader_position_key": i.leader_position_key,
+            "tp": i.tp,
+            "sl": i.sl,
+            "leader_collateral_usdc": i.leader_collateral_usdc,
+            "leader_closed_usdc": i.leader_closed_usdc,
+            "error": i.error,
+            "attempts": i.attempts,
+        }
+        for i in intents
+    )
+    return {r["intent_id"] for r in await conn.fetch(_PLAN, rows)}
 
 
 async def claim(lock_conn: asyncpg.Connection, ids: list[str]) -> list[str]:
@@ -249,12 +229,12 @@ async def bind(conn: asyncpg.Connection, bound: list[Intent]) -> None:
     if bound:
         await conn.execute(
             "UPDATE copy_intents i SET position_ref = b.ref, collateral_usdc = b.amount, side = b.side, "
-            "updated_at = now() FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) "
-            "AS b(id, ref, amount, side) WHERE i.intent_id = b.id",
-            [i.intent_id for i in bound],
-            [i.position_ref for i in bound],
-            [i.collateral_usdc for i in bound],
-            [i.side for i in bound],
+            "updated_at = now() FROM json_to_recordset($1::json) AS b(id text, ref text, amount bigint, side text) "
+            "WHERE i.intent_id = b.id",
+            as_json(
+                {"id": i.intent_id, "ref": i.position_ref, "amount": i.collateral_usdc, "side": i.side}
+                for i in bound
+            ),
         )
 
 
@@ -345,20 +325,30 @@ async def settle(
     if not outcomes:
         return []
     rows = await conn.fetch(
-        "WITH settled AS (UPDATE copy_intents i SET state = o.state, fill_price = o.price, fee_usdc = o.fee, "
-        "pnl_usdc = o.pnl, venue_order_ref = o.ref, error = coalesce(o.error, i.error), updated_at = now() "
-        "FROM unnest($1::text[], $2::text[], $3::numeric[], $4::bigint[], $5::bigint[], $6::text[], $7::text[]) "
-        "AS o(id, state, price, fee, pnl, ref, error) WHERE i.intent_id = o.id) "
-        "SELECT intent_id, profile_id, leader_position_key FROM copy_intents "
-        "WHERE state = 'planned' AND action <> 'open' AND position_ref IS NULL "
-        "AND profile_id = ANY($8::bigint[]) AND leader_position_key = ANY($9::text[])",
-        [o.intent_id for o in outcomes],
-        [o.state.value for o in outcomes],
-        [o.fill_price for o in outcomes],
-        [o.fee_usdc for o in outcomes],
-        [o.pnl_usdc for o in outcomes],
-        [o.venue_order_ref for o in outcomes],
-        [o.error for o in outcomes],
+        """
+        WITH settled AS (
+            UPDATE copy_intents i SET state = o.state, fill_price = o.price, fee_usdc = o.fee, pnl_usdc = o.pnl,
+                venue_order_ref = o.ref, error = coalesce(o.error, i.error), updated_at = now()
+            FROM json_to_recordset($1::json) AS o(id text, state text, price numeric, fee bigint, pnl bigint,
+                ref text, error text)
+            WHERE i.intent_id = o.id
+        )
+        SELECT intent_id, profile_id, leader_position_key FROM copy_intents
+        WHERE state = 'planned' AND action <> 'open' AND position_ref IS NULL
+          AND profile_id = ANY($2::bigint[]) AND leader_position_key = ANY($3::text[])
+        """,
+        as_json(
+            {
+                "id": o.intent_id,
+                "state": o.state,
+                "price": o.fill_price,
+                "fee": o.fee_usdc,
+                "pnl": o.pnl_usdc,
+                "ref": o.venue_order_ref,
+                "error": o.error,
+            }
+            for o in outcomes
+        ),
         [pid for pid, _ in waking],
         [key for _, key in waking],
     )
@@ -369,9 +359,8 @@ async def settle(
 async def stale(conn: asyncpg.Connection, venue: str, idle_s: float, limit: int) -> list[str]:
     """Unfinished intents nobody touched for `idle_s`, oldest first (the recovery sweep's work)."""
     rows = await conn.fetch(
-        "SELECT intent_id FROM copy_intents WHERE state = ANY($1::text[]) AND venue = $2 "
-        "AND updated_at < now() - make_interval(secs => $3) ORDER BY updated_at LIMIT $4",
-        _OPEN_STATES,
+        f"SELECT intent_id FROM copy_intents WHERE {_IN_FLIGHT} AND venue = $1 "
+        "AND updated_at < now() - make_interval(secs => $2) ORDER BY updated_at LIMIT $3",
         venue,
         idle_s,
         limit,
@@ -383,9 +372,8 @@ async def in_flight(conn: asyncpg.Connection, profile_id: int) -> bool:
     """Whether any copy of this profile is still being worked (reconciliation waits for it)."""
     return bool(
         await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM copy_intents WHERE profile_id = $1 AND state = ANY($2::text[]))",
+            f"SELECT EXISTS (SELECT 1 FROM copy_intents WHERE profile_id = $1 AND {_IN_FLIGHT})",
             profile_id,
-            _OPEN_STATES,
         )
     )
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import asyncpg
 
+from execution.rows import as_json
+
 
 class NoticeKind(StrEnum):
     FILL = "fill"  # a copy filled: an open, a (partial) close, a TP/SL move
@@ -61,17 +63,10 @@ def for_intent(profile_id: int, intent_id: str, kind: NoticeKind, **fields: Any)
     return Notice(profile_id, kind, f"{intent_id}:{kind.value}", {"intent_id": intent_id, **fields})
 
 
-_PLAIN = (bool, int, str)
-
-
-def _jsonable(value: Any) -> Any:
-    return value if value is None or value.__class__ in _PLAIN else str(value)
-
-
 _WRITE = """
 INSERT INTO notifications (user_id, kind, level, dedupe_key, payload)
-SELECT p.user_id, n.kind, n.level, n.key, n.payload::jsonb
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) AS n(profile_id, kind, level, key, payload)
+SELECT p.user_id, n.kind, n.level, n.key, n.fields
+FROM json_to_recordset($1::json) AS n(profile_id bigint, kind text, level text, key text, fields jsonb)
 JOIN copytrader_profiles p ON p.id = n.profile_id
 ON CONFLICT (dedupe_key) DO NOTHING
 """
@@ -82,11 +77,16 @@ async def write(conn: asyncpg.Connection, notices: list[Notice]) -> None:
         return
     await conn.execute(
         _WRITE,
-        [n.profile_id for n in notices],
-        [n.kind.value for n in notices],
-        [LEVELS[n.kind].value for n in notices],
-        [n.dedupe_key for n in notices],
-        [json.dumps({k: _jsonable(v) for k, v in n.fields.items()}) for n in notices],
+        as_json(
+            {
+                "profile_id": n.profile_id,
+                "kind": n.kind,
+                "level": LEVELS[n.kind],
+                "key": n.dedupe_key,
+                "fields": n.fields,
+            }
+            for n in notices
+        ),
     )
 
 

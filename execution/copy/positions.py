@@ -17,6 +17,8 @@ from decimal import Decimal
 
 import asyncpg
 
+from execution.rows import as_json
+
 
 def trading_day_start(now: datetime | None = None) -> datetime:
     """00:00 UTC of the day containing `now`: where daily limits and attribution periods begin."""
@@ -113,28 +115,28 @@ async def record_opens(conn: asyncpg.Connection, opened: list[OpenedCopy]) -> No
         INSERT INTO copy_positions (profile_id, follow_id, leader_address, leader_position_key,
             venue_position_ref, pair_index, side, collateral_usdc, leverage, entry_price,
             leader_entry_price, open_fee_usdc)
-        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::integer[],
-            $7::text[], $8::bigint[], $9::numeric[], $10::numeric[], $11::numeric[], $12::bigint[])
+        SELECT * FROM json_to_recordset($1::json) AS r(profile_id bigint, follow_id bigint, leader text,
+            leader_position_key text, position_ref text, pair_index integer, side text, collateral_usdc bigint,
+            leverage numeric, entry_price numeric, leader_entry_price numeric, open_fee_usdc bigint)
         ON CONFLICT (profile_id, leader_position_key) DO NOTHING
         """,
-        *[list(column) for column in zip(*[_open_row(o) for o in opened], strict=True)],
-    )
-
-
-def _open_row(o: OpenedCopy) -> tuple[object, ...]:
-    return (
-        o.profile_id,
-        o.follow_id,
-        o.leader,
-        o.leader_position_key,
-        o.position_ref,
-        o.pair_index,
-        o.side,
-        o.collateral_usdc,
-        o.leverage,
-        o.entry_price,
-        o.leader_entry_price,
-        o.open_fee_usdc,
+        as_json(
+            {
+                "profile_id": o.profile_id,
+                "follow_id": o.follow_id,
+                "leader": o.leader,
+                "leader_position_key": o.leader_position_key,
+                "position_ref": o.position_ref,
+                "pair_index": o.pair_index,
+                "side": o.side,
+                "collateral_usdc": o.collateral_usdc,
+                "leverage": o.leverage,
+                "entry_price": o.entry_price,
+                "leader_entry_price": o.leader_entry_price,
+                "open_fee_usdc": o.open_fee_usdc,
+            }
+            for o in opened
+        ),
     )
 
 
@@ -157,9 +159,8 @@ UPDATE copy_positions c SET collateral_usdc = c.collateral_usdc - u.amount,
     status = CASE WHEN u.whole OR c.collateral_usdc - u.amount <= 0 THEN 'closed' ELSE 'open' END,
     closed_at = CASE WHEN u.whole OR c.collateral_usdc - u.amount <= 0 THEN now() ELSE c.closed_at END,
     closed_by = CASE WHEN u.whole OR c.collateral_usdc - u.amount <= 0 THEN 'leader' ELSE c.closed_by END
-FROM unnest($1::integer[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],
-            $7::numeric[], $8::numeric[], $9::boolean[])
-     AS u(k, profile_id, ref, amount, fee, pnl, price, leader_price, whole)
+FROM json_to_recordset($1::json) AS u(k integer, profile_id bigint, ref text, amount bigint, fee bigint,
+     pnl bigint, price numeric, leader_price numeric, whole boolean)
 WHERE c.profile_id = u.profile_id AND c.venue_position_ref = u.ref AND c.status = 'open'
 RETURNING u.k, c.status
 """
@@ -179,15 +180,20 @@ async def record_closes(conn: asyncpg.Connection, closes: list[ClosedCopy]) -> l
             seen.add(key)
         rows = await conn.fetch(
             _CLOSE,
-            batch,
-            [closes[k].profile_id for k in batch],
-            [closes[k].position_ref for k in batch],
-            [closes[k].collateral_usdc for k in batch],
-            [closes[k].fee_usdc for k in batch],
-            [closes[k].pnl_usdc for k in batch],
-            [closes[k].exit_price for k in batch],
-            [closes[k].leader_exit_price for k in batch],
-            [closes[k].whole for k in batch],
+            as_json(
+                {
+                    "k": k,
+                    "profile_id": closes[k].profile_id,
+                    "ref": closes[k].position_ref,
+                    "amount": closes[k].collateral_usdc,
+                    "fee": closes[k].fee_usdc,
+                    "pnl": closes[k].pnl_usdc,
+                    "price": closes[k].exit_price,
+                    "leader_price": closes[k].leader_exit_price,
+                    "whole": closes[k].whole,
+                }
+                for k in batch
+            ),
         )
         for r in rows:
             closed[r["k"]] = r["status"] == "closed"
@@ -223,21 +229,17 @@ async def attribute(conn: asyncpg.Connection, rows: Iterable[Attribution]) -> No
         INSERT INTO copy_performance_attribution (profile_id, leader_address, period_start, period_end,
             copied_trades, realized_pnl_usdc, fees_usdc, slippage_cost_usdc)
         SELECT p, l, d, d, n, pnl, fees, slip
-        FROM unnest($1::bigint[], $2::text[], $3::date[], $4::integer[], $5::bigint[], $6::bigint[], $7::bigint[])
-             AS t(p, l, d, n, pnl, fees, slip)
+        FROM json_to_recordset($1::json) AS t(p bigint, l text, d date, n integer, pnl bigint, fees bigint, slip bigint)
         ON CONFLICT (profile_id, leader_address, period_start) DO UPDATE SET
             copied_trades = copy_performance_attribution.copied_trades + EXCLUDED.copied_trades,
             realized_pnl_usdc = copy_performance_attribution.realized_pnl_usdc + EXCLUDED.realized_pnl_usdc,
             fees_usdc = copy_performance_attribution.fees_usdc + EXCLUDED.fees_usdc,
             slippage_cost_usdc = copy_performance_attribution.slippage_cost_usdc + EXCLUDED.slippage_cost_usdc
         """,
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-        [k[2] for k in keys],
-        [v[0] for v in values],
-        [v[1] for v in values],
-        [v[2] for v in values],
-        [v[3] for v in values],
+        as_json(
+            {"p": k[0], "l": k[1], "d": k[2], "n": v[0], "pnl": v[1], "fees": v[2], "slip": v[3]}
+            for k, v in zip(keys, values, strict=True)
+        ),
     )
 
 

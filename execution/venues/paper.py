@@ -17,6 +17,7 @@ from data.events import Side
 from data.pairs import Pair
 from data.units import to_e10
 from execution.copy.model import CopyAction
+from execution.rows import as_json
 from execution.venues.base import OrderStatus, PriceFeed, VenueName, VenueOrder, VenuePosition, VenueResult
 from research.pnl import close_outcome, open_fee
 
@@ -39,11 +40,6 @@ class _Held:
     status: str = "open"
     new: bool = False
     changed: bool = False
-
-
-def _columns(rows: list[tuple[object, ...]], width: int) -> list[list[object]]:
-    """Rows as columns (the arrays of an `unnest`), `width` empty ones when there are no rows."""
-    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
 @dataclass
@@ -117,60 +113,65 @@ class PaperVenue:
             WITH opened AS (
                 INSERT INTO paper_positions (position_ref, account, pair_index, side, collateral_usdc, leverage,
                     entry_price, tp, sl, status)
-                SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::bigint[],
-                    $6::numeric[], $7::numeric[], $8::numeric[], $9::numeric[], $10::text[])
+                SELECT * FROM json_to_recordset($1::json) AS r(ref text, account text, pair_index integer,
+                    side text, collateral_usdc bigint, leverage numeric, entry_price numeric, tp numeric,
+                    sl numeric, status text)
             ), moved AS (
-                UPDATE paper_positions p SET collateral_usdc = c.collateral, status = c.status, tp = c.tp, sl = c.sl
-                FROM unnest($11::text[], $12::bigint[], $13::text[], $14::numeric[], $15::numeric[])
-                     AS c(ref, collateral, status, tp, sl)
+                UPDATE paper_positions p SET collateral_usdc = c.collateral_usdc, status = c.status, tp = c.tp,
+                    sl = c.sl
+                FROM json_to_recordset($2::json) AS c(ref text, collateral_usdc bigint, status text, tp numeric,
+                    sl numeric)
                 WHERE p.position_ref = c.ref
             )
             INSERT INTO paper_orders (client_ref, account, action, pair_index, side, collateral_usdc, leverage,
                 price, fee_usdc, usdc_sent, pnl_usdc, position_ref, status, reason)
-            SELECT * FROM unnest($16::text[], $17::text[], $18::text[], $19::integer[], $20::text[], $21::bigint[],
-                $22::numeric[], $23::numeric[], $24::bigint[], $25::bigint[], $26::bigint[], $27::text[],
-                $28::text[], $29::text[])
+            SELECT * FROM json_to_recordset($3::json) AS o(client_ref text, account text, action text,
+                pair_index integer, side text, collateral_usdc bigint, leverage numeric, price numeric,
+                fee_usdc bigint, usdc_sent bigint, pnl_usdc bigint, position_ref text, status text, reason text)
             """,
-            *_columns(
-                [
-                    (
-                        h.ref,
-                        h.account,
-                        h.pair_index,
-                        h.side,
-                        h.collateral_usdc,
-                        h.leverage,
-                        h.entry_price,
-                        h.tp,
-                        h.sl,
-                        h.status,
-                    )
-                    for h in new
-                ],
-                10,
+            as_json(
+                {
+                    "ref": h.ref,
+                    "account": h.account,
+                    "pair_index": h.pair_index,
+                    "side": h.side,
+                    "collateral_usdc": h.collateral_usdc,
+                    "leverage": h.leverage,
+                    "entry_price": h.entry_price,
+                    "tp": h.tp,
+                    "sl": h.sl,
+                    "status": h.status,
+                }
+                for h in new
             ),
-            *_columns([(h.ref, h.collateral_usdc, h.status, h.tp, h.sl) for h in changed], 5),
-            *_columns(
-                [
-                    (
-                        o.client_ref,
-                        o.account,
-                        o.action.value,
-                        o.pair_index,
-                        o.side.value if o.side else None,
-                        r.collateral_usdc,
-                        o.leverage,
-                        r.price,
-                        r.fee_usdc,
-                        r.usdc_sent,
-                        r.pnl_usdc,
-                        r.position_ref,
-                        r.status.value,
-                        r.reason,
-                    )
-                    for o, r in zip(orders, results, strict=True)
-                ],
-                14,
+            as_json(
+                {
+                    "ref": h.ref,
+                    "collateral_usdc": h.collateral_usdc,
+                    "status": h.status,
+                    "tp": h.tp,
+                    "sl": h.sl,
+                }
+                for h in changed
+            ),
+            as_json(
+                {
+                    "client_ref": o.client_ref,
+                    "account": o.account,
+                    "action": o.action,
+                    "pair_index": o.pair_index,
+                    "side": o.side,
+                    "collateral_usdc": r.collateral_usdc,
+                    "leverage": o.leverage,
+                    "price": r.price,
+                    "fee_usdc": r.fee_usdc,
+                    "usdc_sent": r.usdc_sent,
+                    "pnl_usdc": r.pnl_usdc,
+                    "position_ref": r.position_ref,
+                    "status": r.status,
+                    "reason": r.reason,
+                }
+                for o, r in zip(orders, results, strict=True)
             ),
         )
 

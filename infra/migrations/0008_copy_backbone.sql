@@ -15,9 +15,11 @@ ALTER TABLE copy_intents ADD COLUMN attempts integer NOT NULL DEFAULT 0;
 -- arbiter between an open arriving late and a close that stopped waiting for it.
 CREATE UNIQUE INDEX copy_intents_one_open ON copy_intents (profile_id, leader_position_key)
     WHERE action = 'open';
--- Follow-ups still in flight by leader position: what a close waits for, and who waits.
+-- Intents in flight by leader position: what a close waits for, who waits, and (a small
+-- index, scanned whole) what the recovery sweep finishes. It replaces the index on state alone.
 CREATE INDEX copy_intents_position_in_flight ON copy_intents (leader_position_key)
     WHERE state IN ('planned', 'sent', 'unknown');
+DROP INDEX copy_intents_open_states;
 -- The day's realized PnL for the daily-loss limit.
 CREATE INDEX copy_intents_realized ON copy_intents (profile_id, updated_at)
     WHERE action IN ('close', 'partial_close') AND state IN ('filled', 'resolved');
