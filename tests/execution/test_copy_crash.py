@@ -73,12 +73,14 @@ async def crash_run(
     *,
     expected_intents: int,
     kills: int,
+    kills_per_event: int = 1,
     kill_window_s: tuple[float, float] = (0.0, 0.05),
     before_publish: Callable[[TradeEvent], None] | None = None,
 ) -> CrashRun:
-    """Publish each event and (while kills are left) SIGKILL the engine that took it, a random
-    moment into its fan-out, then start it again (the other engine carries on meanwhile).
-    Returns once every intent is final."""
+    """Publish each event and (while kills are left) SIGKILL the engine working on it — the one
+    holding its message, or the oldest message still pending — a random moment into its fan-out,
+    then start it again (the other engine carries on meanwhile). Returns once every intent is
+    final."""
     rng = random.Random(42)
     run = CrashRun()
     redis = connect(env["REDIS_URL"])
@@ -91,26 +93,24 @@ async def crash_run(
                 if before_publish is not None:
                     before_publish(ev)
                 msg_id = await bus.publish(ev.to_record())
-                if run.kills >= kills:
-                    continue
-                owner = await taken_by(redis, stream, msg_id)
-                k = next((n for n, e in enumerate(engines) if owner == e.pid), None)
-                if k is None:  # already done: kill whichever works, all the same
-                    await until(lambda: _some(procs.ready(e) for e in engines), "an engine", stall_s=120)
-                    k = rng.choice([n for n, e in enumerate(engines) if procs.ready(e)])
-                else:
-                    await fan_out_under_way(pool, ev.event_id)
-                await asyncio.sleep(rng.uniform(*kill_window_s))
-                procs.kill(engines[k])
-                run.kills += 1
-                # Did the kill cut this event's fan-out short?
-                run.cut_mid_fanout += bool(
-                    await pool.fetchval(
-                        f"SELECT count(*) FROM copy_intents WHERE leader_event_id = $1 AND NOT ({FINAL})",
-                        ev.event_id,
+                for _ in range(kills_per_event):
+                    if run.kills >= kills:
+                        break
+                    owner = await taken_by(redis, stream, msg_id)
+                    k = next((n for n, e in enumerate(engines) if owner == e.pid), None)
+                    if k is None:  # already done, or its holder just died: kill whichever works
+                        await until(lambda: _some(procs.ready(e) for e in engines), "an engine", stall_s=120)
+                        k = rng.choice([n for n, e in enumerate(engines) if procs.ready(e)])
+                    else:
+                        await fan_out_under_way(pool, ev.event_id)
+                    await asyncio.sleep(rng.uniform(*kill_window_s))
+                    procs.kill(engines[k])
+                    run.kills += 1
+                    # Did the kill cut work short (this event's fan-out, or one being recovered)?
+                    run.cut_mid_fanout += bool(
+                        await pool.fetchval(f"SELECT count(*) FROM copy_intents WHERE NOT ({FINAL})")
                     )
-                )
-                engines[k] = procs.start()
+                    engines[k] = procs.start()
 
             def alive() -> None:
                 assert all(p.poll() is None for p in engines), procs.tail()
@@ -144,15 +144,17 @@ async def fan_out_under_way(pool: asyncpg.Pool, event_id: str, timeout_s: float 
 
 async def taken_by(redis: object, stream: str, msg_id: str, group: str = "engines") -> int | None:
     """The pid of the engine holding this message (consumer names end with it), once one has
-    read it; None if it was acked before we looked."""
+    read it; if it was acked before we looked, the holder of the oldest message still pending;
+    None if nothing is pending."""
     for _ in range(500):
         pending = await redis.xpending_range(stream, group, min=msg_id, max=msg_id, count=1)  # type: ignore[attr-defined]
         if pending:
             return int(str(pending[0]["consumer"]).rsplit("-", 1)[1])
         info = await redis.xinfo_groups(stream)  # type: ignore[attr-defined]
         delivered = next((g["last-delivered-id"] for g in info if g["name"] == group), "0-0")
-        if _after_or_at(delivered, msg_id):
-            return None  # read and already acked
+        if _after_or_at(delivered, msg_id):  # read and already acked
+            oldest = await redis.xpending_range(stream, group, min="-", max="+", count=1)  # type: ignore[attr-defined]
+            return int(str(oldest[0]["consumer"]).rsplit("-", 1)[1]) if oldest else None
         await asyncio.sleep(0.005)
     return None
 
@@ -273,6 +275,7 @@ async def test_soak_sigkills_during_onchain_fanouts_leave_one_order_per_copy_on_
                 ["--venue", "onchain"],
                 expected_intents=followers * len(events),
                 kills=2 * len(events),
+                kills_per_event=2,
                 kill_window_s=(0.1, 1.5),
                 before_publish=keeper_price,
             )
