@@ -22,8 +22,8 @@ from types import TracebackType
 import asyncpg
 
 from data.events import EventKind, TradeEvent
-from execution.copy.engine import ACTIONS
 from execution.copy.journal import intent_id
+from execution.copy.planner import ACTIONS
 
 VANTA = str(Path(sys.executable).parent / "vanta")
 FINAL = "state NOT IN ('planned', 'sent', 'unknown')"
