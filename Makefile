@@ -23,15 +23,20 @@ $(NPM_STAMP): package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Each worktree's own temporary root: pytest deletes all but the 3 newest session directories
+# under its root at start, so on a machine shared by several test runs a shared /tmp root would
+# remove a running session's files (its embedded PostgreSQL among them).
+PYTEST_TMP := $(CURDIR)/.vanta/pytest-tmp
+
 test: setup
-	$(BIN)/python -m pytest
+	mkdir -p $(PYTEST_TMP) && PYTEST_DEBUG_TEMPROOT=$(PYTEST_TMP) $(BIN)/python -m pytest
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not integration"
+	mkdir -p $(PYTEST_TMP) && PYTEST_DEBUG_TEMPROOT=$(PYTEST_TMP) $(BIN)/python -m pytest -m "not integration"
 
 # The heaviest crash and restart variants (minutes): `make test` keeps a lighter one of each.
 soak: setup
-	$(BIN)/python -m pytest -m soak
+	mkdir -p $(PYTEST_TMP) && PYTEST_DEBUG_TEMPROOT=$(PYTEST_TMP) $(BIN)/python -m pytest -m soak
 
 demo: setup
 	$(BIN)/vanta demo
