@@ -23,10 +23,10 @@ $(NPM_STAMP): package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Each worktree's own temporary root: pytest deletes all but the 3 newest session directories
-# under its root at start, so on a machine shared by several test runs a shared /tmp root would
-# remove a running session's files (its embedded PostgreSQL among them).
-PYTEST_TMP := $(CURDIR)/.vanta/pytest-tmp
+# Each checkout's own temporary root: pytest deletes all but the 3 newest session directories
+# under its root at start, so on a machine shared by several test runs a shared root would remove
+# a running session's files (its embedded PostgreSQL among them). Short, for Unix socket paths.
+PYTEST_TMP := /tmp/vanta-pytest-$(notdir $(CURDIR))
 
 test: setup
 	mkdir -p $(PYTEST_TMP) && PYTEST_DEBUG_TEMPROOT=$(PYTEST_TMP) $(BIN)/python -m pytest

@@ -104,11 +104,12 @@ class RestartablePostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def start(self) -> None:
+        # TCP only: a Unix socket under a deep temporary directory can pass the 107-byte limit.
         self.pg.pg_ctl(
             [
                 "-w",
                 "-o",
-                f"-h 127.0.0.1 -p {self.port} -k {self.data}",
+                f"-h 127.0.0.1 -p {self.port} -c unix_socket_directories=''",
                 "-l",
                 str(self.data / "server.log"),
                 "start",
