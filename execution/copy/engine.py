@@ -110,6 +110,8 @@ class EngineConfig:
     claim_idle_ms: int = 5_000
     price_seed_events: int = 2_000
     open_wait_s: float = 120.0  # how long a close waits for its open before it is refused
+    lanes: int = 2  # sessions working a large fan-out side by side
+    lane_min: int = 200  # intents per lane at least (smaller fan-outs take one session)
     sweep_budget_s: float = 2.0  # recovery time per sweep before the stream is read again
 
 
@@ -209,13 +211,20 @@ class CopyEngine:
         intents = await self.plan(conn, event)
         if not intents:
             return {}
-        # The first chunk is locked before it is written, and written as `sent`: this session
-        # sends it next, so it needs neither a second write nor a re-read.
+        # The first chunk is locked before it is written, and written as `sent`: it is sent next,
+        # so it needs neither a second write nor a re-read. A large one is split in lanes, each
+        # locked and worked by a session of its own, side by side: while one lane waits on
+        # PostgreSQL or the venue, another computes.
         first = [i for i in intents if i.state is IntentState.PLANNED and not i.waits_for_open][
             : self.config.chunk
         ]
-        owned = set(await journal.claim(conn, _ids(first)))
+        parts = self._lanes(first)
+        sessions = [conn] + [await self.pool.acquire() for _ in parts[1:]]
+        held: list[set[str]] = []
         try:
+            for session, part in zip(sessions, parts, strict=True):
+                held.append(set(await journal.claim(session, _ids(part))))
+            owned = set().union(*held)
             for i in first:
                 if i.intent_id in owned:
                     i.state, i.attempts = IntentState.SENT, 1
@@ -232,28 +241,50 @@ class CopyEngine:
                 if i.intent_id in new:
                     INTENTS.labels(outcome="refused" if i.refusal else "planned").inc()
             outcome = {"refused": sum(1 for i in refused if i.intent_id in new)}
-            fresh = [i for i in first if i.intent_id in owned and i.intent_id in new]
-            for i in fresh:
-                i.fresh = True
+            lanes: list[list[Intent]] = []
+            for part, mine in zip(parts, held, strict=True):
+                fresh = [i for i in part if i.intent_id in mine and i.intent_id in new]
+                for i in fresh:
+                    i.fresh = True
+                lanes.append(fresh)
             # Redelivered: the stored intent (planned or sent before) counts, not today's plan.
-            stored = await journal.workable(conn, [i for i in owned if i not in new])
-            _add(outcome, await self._process(conn, fresh + stored))
+            lanes[0] += await journal.workable(conn, [i for i in held[0] if i not in new])
+            done = await asyncio.gather(
+                *(self._process(session, lane) for session, lane in zip(sessions, lanes, strict=True)),
+                return_exceptions=True,
+            )
+            failures = [d for d in done if isinstance(d, BaseException)]
+            for d in done:
+                if isinstance(d, dict):
+                    _add(outcome, d)
+            if failures:
+                raise failures[0]
         finally:
-            await self._release(conn, owned)
+            for session, mine in zip(sessions, held, strict=False):
+                await self._release(session, mine)
+            for session in sessions[1:]:
+                await self.pool.release(session)
+        worked = {i for lane in lanes for i in _ids(lane)}
         rest = [
             i.intent_id
             for i in intents
-            if i.intent_id not in owned and not (i.refusal and i.intent_id in new)
+            if i.intent_id not in worked and not (i.refusal and i.intent_id in new)
         ]
         for start in range(0, len(rest), self.config.chunk):
             _add(outcome, await self.work(rest[start : start + self.config.chunk]))
         LATENCY.observe(time.perf_counter() - started)
         return outcome
 
-    async def work(self, ids: list[str]) -> dict[str, int]:
-        """Take the intents this session can lock, and bring each to a final state (or, for a
-        close whose open has not settled, one step closer)."""
-        conn = await self._session()
+    def _lanes(self, first: list[Intent]) -> list[list[Intent]]:
+        """The first chunk in `lanes` parts of at least `lane_min` intents (one part if small)."""
+        n = max(1, min(self.config.lanes, len(first) // max(1, self.config.lane_min)))
+        size = -(-len(first) // n) if first else 0
+        return [first[k * size : (k + 1) * size] for k in range(n)] if first else [[]]
+
+    async def work(self, ids: list[str], conn: asyncpg.Connection | None = None) -> dict[str, int]:
+        """Take the intents this session (the engine's, or `conn`) can lock, and bring each to a
+        final state (or, for a close whose open has not settled, one step closer)."""
+        conn = conn or await self._session()
         owned = await journal.claim(conn, ids)
         try:
             return await self._process(conn, await journal.workable(conn, owned))
@@ -465,14 +496,14 @@ class CopyEngine:
             counts[state] = counts.get(state, 0) + 1
             INTENTS.labels(outcome=state).inc()
         if waiting:
-            await self._wake(waiting)
+            await self._wake(conn, waiting)
         return counts
 
-    async def _wake(self, waiting: list[str]) -> None:
+    async def _wake(self, conn: asyncpg.Connection, waiting: list[str]) -> None:
         """Follow-ups that waited for what was just booked go out now, not at the next sweep
-        (which still finds them if this fails)."""
+        (which still finds them if this fails), on the session that booked it."""
         try:
-            await self.work(waiting)
+            await self.work(waiting, conn)
         except Exception as exc:
             log.warning(
                 "waiting closes left to the sweep",

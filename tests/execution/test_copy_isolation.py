@@ -130,7 +130,7 @@ async def test_an_order_that_breaks_the_venue_or_the_books_fails_alone(
     feed = DictPriceFeed({BTC: Decimal(60_000)})
     venue = FaultyVenue(pool, CATALOGUE, feed, spread_bps=0)
     venue.poison, venue.breaks = str(poison), breaks
-    config = EngineConfig(max_delay_ms=60_000, claim_idle_ms=100)
+    config = EngineConfig(max_delay_ms=60_000, claim_idle_ms=100, lane_min=4)  # two lanes
     async with CopyEngine(pool, None, venue, feed, CATALOGUE, config) as engine:
         opened, close = open_then_close()
         assert await engine.handle(opened) == {"refused": 0, "filled": 11}
