@@ -50,7 +50,7 @@ def _p99_ms(samples: list[float]) -> float:
 
 
 async def _run() -> dict[str, float]:
-    from execution.copy.engine import CopyEngine, EngineConfig
+    from execution.copy.engine import CopyEngine, EngineConfig, freeze_startup_objects
     from execution.copy.follows import add_follow
     from execution.copy.model import FollowConfig, SizingMode
     from execution.copy.profiles import ensure_profile
@@ -68,6 +68,7 @@ async def _run() -> dict[str, float]:
             venue = PaperVenue(pool, catalogue, feed)
             engine_config = EngineConfig(max_delay_ms=3_600_000, chunk=1000)
             async with CopyEngine(pool, None, venue, feed, catalogue, engine_config) as engine:
+                freeze_startup_objects()  # as `vanta execute` does once it is up
                 for followers, events, name in (
                     (1, 300, "copy_single_p99_ms"),
                     (1000, 30, "copy_fanout_1000_p99_ms"),

@@ -482,7 +482,7 @@ async def run_engine(
 ) -> None:
     """The copy engine on the event stream until `stop`; the step in hand gets `grace_s` to end,
     then is cancelled (safe at any point: the journal, not memory, says what is left)."""
-    from execution.copy.engine import CopyEngine, EngineConfig, LastPriceFeed
+    from execution.copy.engine import CopyEngine, EngineConfig, LastPriceFeed, freeze_startup_objects
     from execution.copy.leader_equity import ChainLeaderEquity
 
     if service.settings is None or service.redis is None:
@@ -504,6 +504,7 @@ async def run_engine(
         async with CopyEngine(
             service.pool, service.redis, target, feed, service.catalogue, config, leader_equity=equity
         ) as engine:
+            freeze_startup_objects()
             await until_stopped(engine.run(stop, start_id="0" if options.from_start else "$"), stop, grace_s)
     finally:
         await asyncio.gather(target.close(), equity.close(), return_exceptions=True)
