@@ -163,6 +163,27 @@ def _short(address: str | None) -> str:
     return f"{address[:6]}…{address[-4:]}"
 
 
+def _settings_text(settings: dict[str, Any]) -> str:
+    """A follow's settings in a few words (`--json` has them all, as stored)."""
+    words = {
+        "fixed_collateral_usdc": lambda v: f"{_usdc(v)} USDC a trade",
+        "equity_pct": lambda v: f"{v.normalize():f} % of equity",
+        "multiplier": lambda v: f"x{v.normalize():f} the leader",
+        "per_trade_cap_usdc": lambda v: f"at most {_usdc(v)} USDC",
+        "leverage_cap": lambda v: f"leverage <= {v.normalize():f}",
+        "max_position_usdc": lambda v: f"notional <= {_usdc(v)} USDC",
+        "side_filter": lambda v: "" if v == "both" else f"{v}s only",
+        "reverse": lambda v: "reversed" if v else "",
+        "copy_tp_sl": lambda v: "" if v else "own TP/SL",
+        "copy_existing": lambda v: "open positions too" if v else "",
+        "slippage_bps": lambda v: f"slippage {v} bps",
+        "regime_guard": lambda v: "regime guard" if v else "",
+        "pair_allow": lambda v: f"pairs {v}" if v else "",
+        "pair_block": lambda v: f"never {v}" if v else "",
+    }
+    return ", ".join(text for k, v in settings.items() if k in words and (text := words[k](v)))
+
+
 def _usdc(micro: int | None, *, signed: bool = False) -> str:
     from execution.copy.service import usdc
 
@@ -309,9 +330,9 @@ def follow_list(
                 f.id,
                 f"{f.profile_id} ({f.profile})",
                 f.venue,
-                f.leader,
+                _short(f.leader),
                 f.mode,
-                ", ".join(f"{k}={v}" for k, v in f.settings.items()),
+                _settings_text(f.settings),
             ]
             for f in found
         ],
