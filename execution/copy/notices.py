@@ -98,6 +98,19 @@ class StoredNotice:
     fields: dict[str, Any]
     created_at: Any
     status: str
+    telegram_user_id: int | None = None
+
+
+def _stored(r: asyncpg.Record) -> StoredNotice:
+    return StoredNotice(
+        r["id"],
+        NoticeKind(r["kind"]),
+        Level(r["level"]),
+        json.loads(r["payload"]),
+        r["created_at"],
+        r["status"],
+        r.get("telegram_user_id"),
+    )
 
 
 async def recent(conn: asyncpg.Connection, user_id: int, limit: int) -> list[StoredNotice]:
@@ -108,14 +121,37 @@ async def recent(conn: asyncpg.Connection, user_id: int, limit: int) -> list[Sto
         user_id,
         limit,
     )
-    return [
-        StoredNotice(
-            r["id"],
-            NoticeKind(r["kind"]),
-            Level(r["level"]),
-            json.loads(r["payload"]),
-            r["created_at"],
-            r["status"],
+    return [_stored(r) for r in rows]
+
+
+async def pending(
+    conn: asyncpg.Connection, limit: int, levels: list[Level] | None = None
+) -> list[StoredNotice]:
+    """Notifications not delivered yet, oldest first, with their Telegram recipient (what the
+    bot sends next); only some levels if asked."""
+    rows = await conn.fetch(
+        "SELECT n.id, n.kind, n.level, n.payload, n.created_at, n.status, u.telegram_user_id "
+        "FROM notifications n JOIN users u ON u.id = n.user_id WHERE n.status = 'pending' "
+        "AND ($2::text[] IS NULL OR n.level = ANY($2::text[])) ORDER BY n.created_at, n.id LIMIT $1",
+        limit,
+        [lv.value for lv in levels] if levels else None,
+    )
+    return [_stored(r) for r in rows]
+
+
+async def mark(conn: asyncpg.Connection, ids: list[int], delivered: bool) -> None:
+    """After a delivery attempt: `sent`, or one more attempt counted (`failed` after five)."""
+    if not ids:
+        return
+    if delivered:
+        await conn.execute(
+            "UPDATE notifications SET status = 'sent', sent_at = now(), attempts = attempts + 1 "
+            "WHERE id = ANY($1::bigint[])",
+            ids,
         )
-        for r in rows
-    ]
+    else:
+        await conn.execute(
+            "UPDATE notifications SET attempts = attempts + 1, "
+            "status = CASE WHEN attempts + 1 >= 5 THEN 'failed' ELSE status END WHERE id = ANY($1::bigint[])",
+            ids,
+        )

@@ -415,12 +415,26 @@ class CopyService:
             if user is None:
                 return []
             stored = await notices.recent(conn, user["id"], max(1, min(int(limit), 500)))
-        return [
-            NoticeView(
-                n.id, n.kind.value, n.level.value, render(n.kind, n.fields), n.fields, n.created_at, n.status
-            )
-            for n in stored
-        ]
+        return [_notice_view(n) for n in stored]
+
+    async def pending_notifications(
+        self, actor: Actor, limit: int = 100, levels: list[str] | None = None
+    ) -> list[NoticeView]:
+        """What is still to deliver, oldest first, rendered and addressed (the bot's outbox)."""
+        from execution.copy.notices import Level
+
+        async with self.pool.acquire() as conn:
+            await self._admin(conn, actor, "read everyone's notifications")
+            wanted = [Level(lv) for lv in levels] if levels else None
+            return [
+                _notice_view(n) for n in await notices.pending(conn, max(1, min(int(limit), 1000)), wanted)
+            ]
+
+    async def mark_notified(self, actor: Actor, ids: list[int], *, delivered: bool) -> None:
+        """After sending: delivered, or one more failed attempt (given up after five)."""
+        async with self.pool.acquire() as conn:
+            await self._admin(conn, actor, "mark notifications")
+            await notices.mark(conn, [int(i) for i in ids], delivered)
 
     # --- operator ---
 
@@ -525,6 +539,19 @@ async def until_stopped(work: Any, stop: asyncio.Event, grace_s: float = 1.0) ->
         return task.result() if task.done() and not task.cancelled() else None
     finally:
         stopping.cancel()
+
+
+def _notice_view(n: notices.StoredNotice) -> NoticeView:
+    return NoticeView(
+        n.id,
+        n.kind.value,
+        n.level.value,
+        render(n.kind, n.fields),
+        n.fields,
+        n.created_at,
+        n.status,
+        n.telegram_user_id,
+    )
 
 
 def usdc(micro: int | None, *, signed: bool = False) -> str:

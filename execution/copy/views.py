@@ -147,11 +147,12 @@ class CopyView:
 class NoticeView:
     id: int
     kind: str
-    level: str
-    text: str
+    level: str  # info | fill | warning | critical
+    text: str  # rendered by render.py; `kind` and `fields` are there for another wording
     fields: dict[str, Any]
     at: Any
-    status: str
+    status: str  # pending | sent | failed
+    telegram_user_id: int | None = None  # whom it is for (in the operator's listings)
 
 
 def as_dict(view: Any) -> dict[str, Any]:

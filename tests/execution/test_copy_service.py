@@ -88,6 +88,18 @@ async def test_a_profile_with_open_copies_cannot_be_deleted(migrated_pool: async
     texts = [n.text for n in await service.notifications(ALICE)]
     assert texts[1].startswith("Copied 0xabababab: LONG BTC/USD 99.55 USDC x10 at 60000")
     assert texts[0].startswith("Closed all of your BTC/USD copy of 0xabababab:")
+    # The bot's outbox: what to send, to whom, worded; then marked.
+    await refused(service.pending_notifications(ALICE), "only an operator may")
+    outbox = await service.pending_notifications(Actor.operator())
+    assert [(n.telegram_user_id, n.level, n.text) for n in outbox] == [
+        (111, "fill", texts[1]),
+        (111, "fill", texts[0]),
+    ]
+    await service.mark_notified(Actor.operator(), [outbox[0].id], delivered=True)
+    for _ in range(5):
+        await service.mark_notified(Actor.operator(), [outbox[1].id], delivered=False)
+    assert await service.pending_notifications(Actor.operator()) == []
+    assert [n.status for n in await service.notifications(ALICE)] == ["failed", "sent"]
     await service.delete_profile(ALICE, done.profile_id)
     assert await service.profiles(ALICE) == []
     again = await service.follow(ALICE, LEADER, FollowInput(fixed="100"), ProfileInput(name="main"))
