@@ -39,9 +39,6 @@ test-fast: setup
 soak: setup
 	mkdir -p $(PYTEST_TMP) && PYTEST_DEBUG_TEMPROOT=$(PYTEST_TMP) $(BIN)/python -m pytest -m soak
 
-soak: setup
-	$(BIN)/python -m pytest -m soak
-
 demo: setup
 	$(BIN)/vanta demo
 
