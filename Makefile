@@ -24,14 +24,20 @@ $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Each checkout's own temporary root: pytest deletes all but the 3 newest session directories
+# under its root at start, so on a machine shared by several test runs a shared root would remove
+# a running session's files (its embedded PostgreSQL among them). Short, for Unix socket paths.
+PYTEST_TMP := /tmp/vanta-pytest-$(notdir $(CURDIR))
+
 test: setup
-	$(BIN)/python -m pytest
+	mkdir -p $(PYTEST_TMP) && PYTEST_DEBUG_TEMPROOT=$(PYTEST_TMP) $(BIN)/python -m pytest
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not integration"
+	mkdir -p $(PYTEST_TMP) && PYTEST_DEBUG_TEMPROOT=$(PYTEST_TMP) $(BIN)/python -m pytest -m "not integration"
 
+# The heaviest crash and restart variants (minutes): `make test` keeps a lighter one of each.
 soak: setup
-	$(BIN)/python -m pytest -m soak
+	mkdir -p $(PYTEST_TMP) && PYTEST_DEBUG_TEMPROOT=$(PYTEST_TMP) $(BIN)/python -m pytest -m soak
 
 demo: setup
 	$(BIN)/vanta demo

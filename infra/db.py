@@ -90,6 +90,8 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
     # asyncpg prepares every statement; after five runs PostgreSQL may switch to a generic plan,
     # which for `id = ANY($1)` cannot see the array and picks a sequential scan: the copy fan-out
     # then slowed by 20 ms per 1,000 journal rows. Custom plans see the array and use the keys.
+    # Sessions run in UTC whatever the server's default: a date or timestamp that SQL derives
+    # (`::date`, `date_trunc`, displayed times) means the same day in every process.
     try:
         pool = await asyncpg.create_pool(
             url,
@@ -97,7 +99,7 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
             max_size=max_size,
             command_timeout=60,
             timeout=10,  # to connect: an unreachable server is reported, not waited on forever
-            server_settings={"plan_cache_mode": "force_custom_plan"},
+            server_settings={"plan_cache_mode": "force_custom_plan", "TimeZone": "UTC"},
         )
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
         raise Unreachable(f"cannot reach PostgreSQL at {describe_server(url)}: {_cause(exc)}") from exc

@@ -16,10 +16,30 @@ import asyncpg
 from data.events import Side
 from data.pairs import Pair
 from data.units import to_e10
-from execution.venues.base import PriceFeed, VenueOrder, VenuePosition, VenueResult
+from execution.copy.model import CopyAction
+from execution.rows import as_json
+from execution.venues.base import OrderStatus, PriceFeed, VenueName, VenueOrder, VenuePosition, VenueResult
 from research.pnl import close_outcome, open_fee
 
 PRICE_STEP = Decimal("0.0000000001")
+
+
+@dataclass
+class _Held:
+    """A paper position as a batch works on it."""
+
+    ref: str
+    account: str
+    pair_index: int
+    side: str
+    collateral_usdc: int
+    leverage: Decimal
+    entry_price: Decimal
+    tp: Decimal | None
+    sl: Decimal | None
+    status: str = "open"
+    new: bool = False
+    changed: bool = False
 
 
 @dataclass
@@ -31,7 +51,7 @@ class PaperVenue:
     latency_ms: int = 0
     reject_ppm: int = 0  # share of orders the venue rejects, decided by the order's hash
     partial_fill_pct: int = 100  # opens fill this percent of the asked collateral
-    name: str = "paper"
+    name: VenueName = VenueName.PAPER
 
     def _fill_price(self, pair_index: int, buy: bool) -> Decimal | None:
         mid = self.feed.price(pair_index)
@@ -44,48 +64,126 @@ class PaperVenue:
         return int(hashlib.sha256(client_ref.encode()).hexdigest()[:8], 16) % 1_000_000 < self.reject_ppm
 
     async def submit_many(self, orders: list[VenueOrder]) -> list[VenueResult]:
+        """Execute in order. The positions the batch touches are read (locked) once, worked in
+        memory, and written back with the orders in one statement: a batch of opens is a single
+        round trip, atomic without a transaction of its own."""
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000)
-        results: list[VenueResult] = []
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = []
-            for order in orders:
-                result = await self._execute(conn, order)
-                results.append(result)
-                rows.append(
-                    (
-                        order.client_ref,
-                        order.account,
-                        order.action,
-                        order.pair_index,
-                        order.side.value if order.side else None,
-                        result.collateral_usdc,
-                        order.leverage,
-                        result.price,
-                        result.fee_usdc,
-                        result.usdc_sent,
-                        result.pnl_usdc,
-                        result.position_ref,
-                        result.status,
-                        result.reason,
+        refs = sorted({o.position_ref for o in orders if o.action is not CopyAction.OPEN and o.position_ref})
+        async with self.pool.acquire() as conn:
+            if not refs:  # opens only: nothing to read first
+                opened: dict[str, _Held] = {}
+                results = [self._execute(order, opened) for order in orders]
+                await self._write(conn, orders, results, opened)
+                return results
+            async with conn.transaction():
+                book = {
+                    r["position_ref"]: _Held(
+                        r["position_ref"],
+                        r["account"],
+                        r["pair_index"],
+                        r["side"],
+                        r["collateral_usdc"],
+                        r["leverage"],
+                        r["entry_price"],
+                        r["tp"],
+                        r["sl"],
                     )
-                )
-            await conn.executemany(
-                "INSERT INTO paper_orders (client_ref, account, action, pair_index, side, collateral_usdc, "
-                "leverage, price, fee_usdc, usdc_sent, pnl_usdc, position_ref, status, reason) "
-                "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
-                rows,
-            )
+                    for r in await conn.fetch(
+                        "SELECT * FROM paper_positions WHERE position_ref = ANY($1::text[]) AND status = 'open' "
+                        "ORDER BY position_ref FOR UPDATE",
+                        refs,
+                    )
+                }
+                results = [self._execute(order, book) for order in orders]
+                await self._write(conn, orders, results, book)
         return results
 
-    async def _execute(self, conn: asyncpg.Connection, order: VenueOrder) -> VenueResult:
-        reject = lambda reason: VenueResult(order.client_ref, "rejected", reason=reason)  # noqa: E731
+    async def _write(
+        self,
+        conn: asyncpg.Connection,
+        orders: list[VenueOrder],
+        results: list[VenueResult],
+        book: dict[str, _Held],
+    ) -> None:
+        new = [h for h in book.values() if h.new]
+        changed = [h for h in book.values() if h.changed and not h.new]
+        await conn.execute(
+            """
+            WITH opened AS (
+                INSERT INTO paper_positions (position_ref, account, pair_index, side, collateral_usdc, leverage,
+                    entry_price, tp, sl, status)
+                SELECT * FROM json_to_recordset($1::json) AS r(ref text, account text, pair_index integer,
+                    side text, collateral_usdc bigint, leverage numeric, entry_price numeric, tp numeric,
+                    sl numeric, status text)
+            ), moved AS (
+                UPDATE paper_positions p SET collateral_usdc = c.collateral_usdc, status = c.status, tp = c.tp,
+                    sl = c.sl
+                FROM json_to_recordset($2::json) AS c(ref text, collateral_usdc bigint, status text, tp numeric,
+                    sl numeric)
+                WHERE p.position_ref = c.ref
+            )
+            INSERT INTO paper_orders (client_ref, account, action, pair_index, side, collateral_usdc, leverage,
+                price, fee_usdc, usdc_sent, pnl_usdc, position_ref, status, reason)
+            SELECT * FROM json_to_recordset($3::json) AS o(client_ref text, account text, action text,
+                pair_index integer, side text, collateral_usdc bigint, leverage numeric, price numeric,
+                fee_usdc bigint, usdc_sent bigint, pnl_usdc bigint, position_ref text, status text, reason text)
+            """,
+            as_json(
+                {
+                    "ref": h.ref,
+                    "account": h.account,
+                    "pair_index": h.pair_index,
+                    "side": h.side,
+                    "collateral_usdc": h.collateral_usdc,
+                    "leverage": h.leverage,
+                    "entry_price": h.entry_price,
+                    "tp": h.tp,
+                    "sl": h.sl,
+                    "status": h.status,
+                }
+                for h in new
+            ),
+            as_json(
+                {
+                    "ref": h.ref,
+                    "collateral_usdc": h.collateral_usdc,
+                    "status": h.status,
+                    "tp": h.tp,
+                    "sl": h.sl,
+                }
+                for h in changed
+            ),
+            as_json(
+                {
+                    "client_ref": o.client_ref,
+                    "account": o.account,
+                    "action": o.action,
+                    "pair_index": o.pair_index,
+                    "side": o.side,
+                    "collateral_usdc": r.collateral_usdc,
+                    "leverage": o.leverage,
+                    "price": r.price,
+                    "fee_usdc": r.fee_usdc,
+                    "usdc_sent": r.usdc_sent,
+                    "pnl_usdc": r.pnl_usdc,
+                    "position_ref": r.position_ref,
+                    "status": r.status,
+                    "reason": r.reason,
+                }
+                for o, r in zip(orders, results, strict=True)
+            ),
+        )
+
+    def _execute(self, order: VenueOrder, book: dict[str, _Held]) -> VenueResult:
+        """One order against the batch's book (in memory; written back by `submit_many`)."""
+        reject = lambda reason: VenueResult(order.client_ref, OrderStatus.REJECTED, reason=reason)  # noqa: E731
         if self._rejects(order.client_ref):
             return reject("venue rejected the order")
         pair = self.catalogue.get(order.pair_index)
         if pair is None:
             return reject("unknown pair")
-        if order.action == "open":
+        if order.action is CopyAction.OPEN:
             assert order.side is not None and order.leverage is not None
             price = self._fill_price(order.pair_index, order.side is Side.LONG)
             if price is None:
@@ -98,9 +196,7 @@ class PaperVenue:
             fee = open_fee(collateral, to_e10(order.leverage), pair.open_fee_ppm)
             if collateral - fee <= 0:
                 return reject("below venue minimum")
-            await conn.execute(
-                "INSERT INTO paper_positions (position_ref, account, pair_index, side, collateral_usdc, "
-                "leverage, entry_price, tp, sl) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+            book[order.client_ref] = _Held(
                 order.client_ref,
                 order.account,
                 order.pair_index,
@@ -110,49 +206,45 @@ class PaperVenue:
                 price,
                 order.tp,
                 order.sl,
+                new=True,
             )
             return VenueResult(
-                order.client_ref, "filled", price, collateral - fee, fee, position_ref=order.client_ref
+                order.client_ref,
+                OrderStatus.FILLED,
+                price,
+                collateral - fee,
+                fee,
+                position_ref=order.client_ref,
             )
-        pos = await conn.fetchrow(
-            "SELECT * FROM paper_positions WHERE position_ref = $1 AND account = $2 AND status = 'open' FOR UPDATE",
-            order.position_ref,
-            order.account,
-        )
-        if pos is None:
+        held = book.get(order.position_ref or "")
+        if held is None or held.status != "open" or held.account != order.account:
             return reject("no such open position")
-        if order.action == "update_tp_sl":
-            await conn.execute(
-                "UPDATE paper_positions SET tp = coalesce($2, tp), sl = coalesce($3, sl) WHERE position_ref = $1",
-                order.position_ref,
-                order.tp,
-                order.sl,
-            )
-            return VenueResult(order.client_ref, "filled", position_ref=order.position_ref)
-        side = Side(pos["side"])
+        if order.action is CopyAction.UPDATE_TP_SL:
+            held.tp = order.tp if order.tp is not None else held.tp
+            held.sl = order.sl if order.sl is not None else held.sl
+            held.changed = True
+            return VenueResult(order.client_ref, OrderStatus.FILLED, position_ref=order.position_ref)
+        side = Side(held.side)
         price = self._fill_price(order.pair_index, side is Side.SHORT)  # closing a long sells
         if price is None:
             return reject("no price")
-        amount = min(order.collateral_usdc, pos["collateral_usdc"])
+        amount = min(order.collateral_usdc, held.collateral_usdc)
         out = close_outcome(
             amount,
-            to_e10(pos["leverage"]),
-            to_e10(pos["entry_price"]),
+            to_e10(held.leverage),
+            to_e10(held.entry_price),
             to_e10(price),
             side,
             close_fee_ppm=pair.close_fee_ppm,
             max_gain_pct=pair.max_gain_pct,
         )
-        remaining = pos["collateral_usdc"] - amount
-        await conn.execute(
-            "UPDATE paper_positions SET collateral_usdc = $2, status = $3 WHERE position_ref = $1",
-            order.position_ref,
-            remaining if not out.liquidated else 0,
-            "open" if remaining > 0 and not out.liquidated else "closed",
-        )
+        remaining = held.collateral_usdc - amount
+        held.collateral_usdc = remaining if not out.liquidated else 0
+        held.status = "open" if remaining > 0 and not out.liquidated else "closed"
+        held.changed = True
         return VenueResult(
             order.client_ref,
-            "filled",
+            OrderStatus.FILLED,
             price,
             amount,
             out.closing_fee_usdc,

@@ -27,7 +27,8 @@ async def test_open_partial_close_close_exactly_once(migrated_pool: asyncpg.Pool
     (mult,) = await add_followers(pool, 1, capped)
     feed = DictPriceFeed({BTC: Decimal(60_000)})
     venue = PaperVenue(pool, CATALOGUE, feed, spread_bps=0)
-    async with CopyEngine(pool, None, venue, feed, CATALOGUE, EngineConfig(max_delay_ms=60_000)) as engine:
+    config = EngineConfig(max_delay_ms=60_000, lane_min=1)  # three followers: two lanes side by side
+    async with CopyEngine(pool, None, venue, feed, CATALOGUE, config) as engine:
         opened = leader_event(EventKind.OPEN, collateral=1_000_000_000, leverage="10")
         assert await engine.handle(opened) == {"refused": 0, "filled": 3}
         assert await engine.handle(opened) == {"refused": 0}  # redelivered: nothing is sent again
