@@ -42,16 +42,20 @@ def store_tags() -> list[str]:
     return [t for t in (latest_tag(ANALYZER_MODEL), latest_tag(REGIME_MODEL)) if t]
 
 
-def retrain_alert(serving: Callable[[], list[str]] = store_tags) -> Callable[[BaseException], Awaitable[str]]:
-    """The admins' message for a failed retraining: what failed, and that what is served stays."""
+def retrain_alert(
+    serving: Callable[[], list[str]] = store_tags,
+) -> Callable[[BaseException], Awaitable[dict[str, object]]]:
+    """The admins' alert for a failed retraining: what failed, and what is still served."""
 
-    async def text(exc: BaseException) -> str:
-        tags = await asyncio.to_thread(serving)
-        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        kept = ", ".join(tags) if tags else "no registered model (skill statistics only)"
-        return f"Model retraining failed at {when}: {exc}. Nothing was registered; the service keeps serving {kept}."
+    async def fields(exc: BaseException) -> dict[str, object]:
+        return {
+            "job": "Model retraining",
+            "at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "error": str(exc),
+            "serving": await asyncio.to_thread(serving),
+        }
 
-    return text
+    return fields
 
 
 async def refresh(state: ServingState, pool: asyncpg.Pool) -> Summary:

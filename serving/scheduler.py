@@ -55,8 +55,8 @@ class Job:
     name: str
     every_s: float
     run: Callable[[], Awaitable[Summary]]
-    # Writes an admin notification when a run fails (for jobs whose failure someone must look at).
-    alert: Callable[[BaseException], Awaitable[str]] | None = None
+    # The fields of an admin alert about a failed run (for jobs whose failure someone must see).
+    alert: Callable[[BaseException], Awaitable[dict[str, object]]] | None = None
     first_after_s: float = 0.0  # delay before the first run (a day-long retraining need not start at boot)
 
 
@@ -91,13 +91,10 @@ class Scheduler:
     async def _alert(self, job: Job, exc: BaseException) -> None:
         assert job.alert is not None
         try:
-            text = await job.alert(exc)
+            fields = await job.alert(exc)
             async with self.pool.acquire() as conn:
                 await alert_admins(
-                    conn,
-                    dedupe_key=f"job_failed:{job.name}:{int(time.time())}",
-                    text=text,
-                    payload={"job": job.name, "error": str(exc)[:500]},
+                    conn, dedupe_key=f"job_failed:{job.name}:{int(time.time())}", fields=fields
                 )
         except Exception:  # the alert is best effort; the failure itself is already logged and counted
             log.exception("could not queue the admin alert", extra=log_fields(job=job.name))

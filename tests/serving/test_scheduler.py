@@ -4,12 +4,14 @@ metric, admin notification) while nothing else changes."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 
 import asyncpg
 import pytest
 
+from execution.copy.render import render
 from infra.metrics import REGISTRY
 from serving.scheduler import Job, JobFailed, Scheduler, run_command
 from tests.waiting import until
@@ -36,8 +38,8 @@ async def test_a_failed_retraining_alerts_the_admins_and_is_counted(
     async def retrain() -> dict[str, object]:
         return dict(await run_command(failing, timeout_s=60))
 
-    async def alert(exc: BaseException) -> str:
-        return f"Retraining failed ({exc}). The serving models stay as they are."
+    async def alert(exc: BaseException) -> dict[str, object]:
+        return {"job": "Model retraining", "at": "now", "error": str(exc), "serving": ["vanta_analyzer:a1"]}
 
     before = _runs("retrain", "failed")
     with caplog.at_level(logging.ERROR, logger="vanta.scheduler"):
@@ -46,10 +48,18 @@ async def test_a_failed_retraining_alerts_the_admins_and_is_counted(
     assert _runs("retrain", "failed") == before + 1
     assert any("scheduled job failed" in r.getMessage() for r in caplog.records)
     rows = await migrated_pool.fetch(
-        "SELECT u.telegram_user_id, n.kind, n.text FROM notifications n JOIN users u ON u.id = n.user_id ORDER BY 1"
+        "SELECT u.telegram_user_id, n.kind, n.level, n.payload FROM notifications n "
+        "JOIN users u ON u.id = n.user_id ORDER BY 1"
     )
-    assert [(r["telegram_user_id"], r["kind"]) for r in rows] == [(1, "admin_alert"), (3, "admin_alert")]
-    assert "exit 1: history too short: 3 days, 30 needed" in rows[0]["text"]
+    assert [(r["telegram_user_id"], r["kind"], r["level"]) for r in rows] == [
+        (1, "admin_alert", "critical"),
+        (3, "admin_alert", "critical"),
+    ]
+    text = render(rows[0]["kind"], json.loads(rows[0]["payload"]))  # as the bot and the CLI word it
+    assert text == (
+        "Model retraining failed at now: exit 1: history too short: 3 days, 30 needed. "
+        "Nothing was registered; the service keeps serving vanta_analyzer:a1."
+    )
 
 
 async def test_a_child_that_hangs_is_killed_with_its_group_and_a_summary_is_its_last_json_line() -> None:

@@ -339,15 +339,15 @@ async def test_a_failed_retraining_alerts_the_admins_and_the_service_keeps_its_m
 
         job = Job("retrain", 86_400, retraining, alert=retrain_alert(lambda: sorted(store.tags.values())))
         assert not await Scheduler(pool, []).run_job(job)
-        [note] = await pool.fetch("SELECT kind, text FROM notifications")
+        [note] = await pool.fetch("SELECT kind, payload FROM notifications")
     finally:
         await pool.close()
     assert note["kind"] == "admin_alert"
-    assert (
+    fields = json.loads(note["payload"])
+    assert fields["error"] == (
         "vanta train --as-of yesterday-ish: exit 2: vanta: --as-of: 'yesterday-ish' is neither ISO 8601 nor unix seconds"
-        in note["text"]
     )
-    assert all(tag in note["text"] for tag in store.tags.values())
+    assert fields["serving"] == sorted(store.tags.values())
     async with ServingClient(service.url, timeout_s=30) as client:
         health = await client.health()
     assert not isinstance(health, Unknown) and health.models == store.tags
