@@ -31,8 +31,10 @@ def stats(
         "closed in the window up to now)",
     ),
 ) -> None:
-    """Leaderboard candidates with their stats and skill-versus-luck figures, recomputed from
-    trade_events (and written to trader_stats)."""
+    """Leaderboard candidates ranked by the AI score (the analyzer's latest, from `vanta scheduler`),
+    with their stats and skill-versus-luck figures, recomputed from trade_events (and written to
+    trader_stats)."""
+    from execution.ai_rank import AI_RANK, latest_ai_scores, with_ai_scores
     from execution.tracker import STATS_COLUMNS, window_stats
     from infra.progress import progress_bar
     from infra.runtime import open_services
@@ -40,7 +42,10 @@ def stats(
 
     settings = get_settings()
     # Per candidate: the stored stats less bookkeeping, plus the bootstrap p-value.
-    candidate_columns = [c for c in STATS_COLUMNS if c not in ("window_days", "as_of")] + ["bootstrap_p"]
+    candidate_columns = [c for c in STATS_COLUMNS if c not in ("window_days", "as_of")] + [
+        "bootstrap_p",
+        "ai_score",
+    ]
 
     async def run() -> dict[str, object]:
         with progress_bar("recomputing stats", None):
@@ -48,7 +53,9 @@ def stats(
                 computed = await window_stats(
                     services.pool, window_days=window_days, as_of=as_of, eligibility=_eligibility(settings)
                 )
-        frame, when = computed.stats, computed.as_of
+                async with services.pool.acquire() as conn:
+                    scores = await latest_ai_scores(conn)
+        frame, when = with_ai_scores(computed.stats, scores), computed.as_of
         with progress_bar("bootstrapping candidates", None):
             top, share = leaderboard(
                 frame,
@@ -57,6 +64,7 @@ def stats(
                 window_days=window_days,
                 limit=limit,
                 eligible_only=not all_traders,
+                rank_by=AI_RANK,
             )
         return {
             "as_of": when,
@@ -105,11 +113,12 @@ def _print_stats(result: dict, all_traders: bool) -> None:
         title=f"{result['traders']} traders, {result['eligible']} eligible; skilled share ≈ "
         f"{result['skill_share']['skilled']:.1%} (π0 = {result['skill_share']['pi0']:.2f})"
     )
-    for col in ("trader", "trades", "net PnL (USDC)", "win", "Sharpe", "PSR", "DSR", "boot p"):
+    for col in ("trader", "AI score", "trades", "net PnL (USDC)", "win", "Sharpe", "PSR", "DSR", "boot p"):
         table.add_column(col)
     for c in result["candidates"]:
         table.add_row(
             c["trader"][:12],
+            "–" if c["ai_score"] is None else f"{c['ai_score']:.1f}",
             str(c["trades"]),
             f"{int(c['net_pnl_usdc']) / 1e6:,.2f}",
             f"{c['win_rate']:.0%}",

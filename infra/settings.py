@@ -52,11 +52,17 @@ class Settings(BaseSettings):
     # Contracts whose logs the indexer reads, comma-separated; empty means Avantis on Base mainnet.
     avantis_addresses: str = ""
 
-    # Pyth feed ids by pair symbol, e.g. {"BTC/USD": "0xe62d..."}.
+    # Pyth feed ids by pair symbol, e.g. {"BTC/USD": "0xe62d..."}, and the Hermes service serving them.
     pyth_price_feed_ids_json: str = "{}"
+    pyth_hermes_url: str = "https://hermes.pyth.network"
 
     # Models and execution.
     ai_model_update_interval: int = Field(3600, gt=0)
+    # Where the BentoML service (`vanta serve`) listens; clients (engine, bot) ask it there.
+    serving_url: str = "http://127.0.0.1:3000"
+    # How long the service's Redis cache keeps features and trader cards; data changes are noticed
+    # at this pace too.
+    serving_cache_ttl_s: float = Field(30, gt=0)
     # Days of candles the regime model is fitted on (the latest ones; 0: all the history there is).
     regime_train_days: int = Field(0, ge=0)
     copy_execution_max_delay_ms: int = Field(500, gt=0)

@@ -27,6 +27,7 @@ class NoticeKind(StrEnum):
     DRIFT = "drift"  # the venue and the journal differ (reconciliation)
     FAILED = "failed"  # a copy could not be worked or booked: someone has to look
     UNMATCHED_CLOSE = "unmatched_close"  # the leader closed a position whose open never reached us
+    ADMIN_ALERT = "admin_alert"  # for operators: a scheduled job failed (serving.alerts writes it)
 
 
 class Level(StrEnum):
@@ -44,6 +45,7 @@ LEVELS: dict[NoticeKind, Level] = {
     NoticeKind.DRIFT: Level.WARNING,
     NoticeKind.FAILED: Level.CRITICAL,
     NoticeKind.UNMATCHED_CLOSE: Level.WARNING,
+    NoticeKind.ADMIN_ALERT: Level.CRITICAL,
 }
 
 

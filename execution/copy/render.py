@@ -72,6 +72,17 @@ def _drift(f: dict[str, Any]) -> str:
 _RENDERERS[NoticeKind.DRIFT] = _drift
 
 
+def _admin_alert(f: dict[str, Any]) -> str:
+    served = ", ".join(f.get("serving") or []) or "no registered model (skill statistics only)"
+    return (
+        f"{f.get('job', 'A scheduled job')} failed at {f.get('at', '?')}: {f.get('error', 'no detail')}. "
+        f"Nothing was registered; the service keeps serving {served}."
+    )
+
+
+_RENDERERS[NoticeKind.ADMIN_ALERT] = _admin_alert
+
+
 def render(kind: NoticeKind | str, fields: dict[str, Any]) -> str:
     """One notice as one sentence."""
     return _RENDERERS[NoticeKind(kind)](fields)

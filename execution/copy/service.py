@@ -498,6 +498,7 @@ async def run_engine(
     then is cancelled (safe at any point: the journal, not memory, says what is left)."""
     from execution.copy.engine import CopyEngine, EngineConfig, LastPriceFeed, freeze_startup_objects
     from execution.copy.leader_equity import ChainLeaderEquity
+    from execution.copy.regime_service import service_regime
 
     if service.settings is None or service.redis is None:
         raise CopyError("the engine needs the settings and Redis")
@@ -514,14 +515,23 @@ async def run_engine(
     )
     # Leaders' equity (proportional sizing) from the chain; unreachable, it is a refusal.
     equity = ChainLeaderEquity.on_demand(settings.base_rpc_url, settings.usdc_address)
+    # Guarded opens ask the serving layer (SERVING_URL) for the pair's regime; no answer: refused.
+    regime, serving = service_regime(settings, service.catalogue)
     try:
         async with CopyEngine(
-            service.pool, service.redis, target, feed, service.catalogue, config, leader_equity=equity
+            service.pool,
+            service.redis,
+            target,
+            feed,
+            service.catalogue,
+            config,
+            leader_equity=equity,
+            regime=regime,
         ) as engine:
             freeze_startup_objects()
             await until_stopped(engine.run(stop, start_id="0" if options.from_start else "$"), stop, grace_s)
     finally:
-        await asyncio.gather(target.close(), equity.close(), return_exceptions=True)
+        await asyncio.gather(target.close(), equity.close(), serving.close(), return_exceptions=True)
 
 
 async def until_stopped(work: Any, stop: asyncio.Event, grace_s: float = 1.0) -> Any:
