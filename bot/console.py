@@ -83,6 +83,7 @@ class ConsoleChat:
         self.updates: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.messages: dict[int, dict[str, Any]] = {}
         self.keyboard_message: int | None = None
+        self.pushed = 0  # updates handed to the bot so far
         self._message_ids = itertools.count(1)
         self._update_ids = itertools.count(1)
         self._query_ids = itertools.count(1)
@@ -127,6 +128,7 @@ class ConsoleChat:
 
     def _push(self, update: dict[str, Any]) -> None:
         update["update_id"] = next(self._update_ids)
+        self.pushed += 1
         self.updates.put_nowait(update)
 
     # --- the Bot API side ---------------------------------------------------------------------

@@ -70,6 +70,7 @@ class DeliveryWorker:
         batch: int = 500,
         poll_s: float = 1.0,
         worker_id: str | None = None,
+        only_chats: list[int] | None = None,
     ):
         self.pool = pool
         self.bot = bot
@@ -80,6 +81,7 @@ class DeliveryWorker:
         self.batch = batch
         self.poll_s = poll_s
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.only_chats = only_chats  # the console delivers its own user's notices, nobody else's
         self._chats: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -125,7 +127,7 @@ class DeliveryWorker:
         free = self.concurrency - len(self._chats)
         if free <= 0:
             return 0
-        notices = await outbox.pending(self.pool, self.batch, list(self._chats))
+        notices = await outbox.pending(self.pool, self.batch, list(self._chats), self.only_chats)
         by_chat: dict[int, list[Notice]] = {}
         for n in notices:
             if n.chat_id is None:
@@ -169,7 +171,10 @@ class DeliveryWorker:
         except RetryAfter as exc:
             wait = retry_after_s(exc)
             self.pace.close_for(wait)
-            await outbox.release(self.pool, notice.id, self.worker_id, wait, f"429: retry after {wait:g}s")
+            real_wait = wait / self.pace.clock.scale  # the database counts real seconds
+            await outbox.release(
+                self.pool, notice.id, self.worker_id, real_wait, f"429: retry after {wait:g}s"
+            )
             DELIVERED.labels(outcome="retry").inc()
             return False
         except Forbidden as exc:

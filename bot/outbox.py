@@ -51,6 +51,7 @@ SELECT n.id, n.user_id, u.telegram_user_id AS chat_id, n.kind, n.text, n.payload
 FROM notifications n JOIN users u ON u.id = n.user_id
 WHERE n.status = 'pending' AND (n.not_before IS NULL OR n.not_before <= now())
   AND (u.telegram_user_id IS NULL OR NOT (u.telegram_user_id = ANY($2::bigint[])))
+  AND ($3::bigint[] IS NULL OR u.telegram_user_id = ANY($3::bigint[]))
   -- a notice held back by a 429 holds back the later ones of its user: order is kept
   AND NOT EXISTS (SELECT 1 FROM notifications h WHERE h.user_id = n.user_id AND h.status = 'pending'
                   AND h.not_before > now() AND h.id < n.id)
@@ -59,9 +60,15 @@ LIMIT $1
 """
 
 
-async def pending(conn: asyncpg.Pool | asyncpg.Connection, limit: int, busy_chats: list[int]) -> list[Notice]:
-    """The oldest notices due, leaving out chats a sender is already working on."""
-    return [_notice(r) for r in await conn.fetch(_PENDING, limit, busy_chats)]
+async def pending(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    limit: int,
+    busy_chats: list[int],
+    only_chats: list[int] | None = None,
+) -> list[Notice]:
+    """The oldest notices due, leaving out chats a sender is already working on (and, when
+    `only_chats` is given, every chat not in it)."""
+    return [_notice(r) for r in await conn.fetch(_PENDING, limit, busy_chats, only_chats)]
 
 
 async def claim(conn: asyncpg.Pool | asyncpg.Connection, notice_id: int, worker: str) -> bool:

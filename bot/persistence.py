@@ -113,6 +113,8 @@ class SavingUpdateProcessor(BaseUpdateProcessor):
         super().__init__(max_concurrent_updates)
         self.application: Application[Any, Any, Any, Any, Any, Any] | None = None
         self._locks: dict[int, tuple[asyncio.Lock, list[int]]] = {}  # user -> (lock, [users of it])
+        self.processed = 0  # updates finished (handled and saved)
+        self._progress = asyncio.Condition()
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         key = 0
@@ -129,6 +131,14 @@ class SavingUpdateProcessor(BaseUpdateProcessor):
             users[0] -= 1
             if users[0] == 0:
                 del self._locks[key]
+            self.processed += 1
+            async with self._progress:
+                self._progress.notify_all()
+
+    async def wait_processed(self, count: int) -> None:
+        """Until `count` updates have been handled and saved (the console paces scripts by it)."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self.processed >= count)
 
     async def initialize(self) -> None:
         return None
