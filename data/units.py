@@ -14,7 +14,7 @@ PRICE_DECIMALS = 10
 MICRO = 10**USDC_DECIMALS
 E10 = 10**PRICE_DECIMALS
 
-_MICRO_Q = Decimal(1).scaleb(-USDC_DECIMALS)
+USDC_STEP = Decimal(1).scaleb(-USDC_DECIMALS)  # one micro-USDC, as a Decimal quantum
 _E10_Q = Decimal(1).scaleb(-PRICE_DECIMALS)
 
 
@@ -27,10 +27,21 @@ def usdc_to_micro(amount: Decimal | int | str, *, exact: bool = True) -> int:
     value = Decimal(amount)
     if not value.is_finite():
         raise UnitError(f"not a finite amount: {amount!r}")
-    quantized = value.quantize(_MICRO_Q, rounding=ROUND_HALF_EVEN)
+    quantized = value.quantize(USDC_STEP, rounding=ROUND_HALF_EVEN)
     if exact and quantized != value:
         raise UnitError(f"{amount} USDC has more than {USDC_DECIMALS} decimals")
     return int(quantized.scaleb(USDC_DECIMALS))
+
+
+def format_usdc(micro: int, *, signed: bool = False) -> str:
+    """Micro-USDC as people read it, exactly: thousands separated, cents always shown, further
+    digits only when they are not zero (1_234_560_000 → "1,234.56", 1 → "0.000001"). With
+    `signed`, gains carry a "+" (PnL)."""
+    value = Decimal(micro).scaleb(-USDC_DECIMALS)
+    exponent = value.normalize().as_tuple().exponent if micro else 0
+    places = max(2, -exponent) if isinstance(exponent, int) else 2
+    text = f"{value:,.{places}f}"
+    return f"+{text}" if signed and micro > 0 else text
 
 
 def to_e10(value: Decimal | int | str, *, exact: bool = True) -> int:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
 from data.sources.veranta_history.records import HistoryTrade
+from data.units import USDC_STEP
 
-MICRO = Decimal("0.000001")
 PRICE_TOLERANCE = Decimal("0.01")  # USDC: the API rounds prices it reports
 
 
@@ -37,8 +37,8 @@ def implied_gross(t: HistoryTrade) -> Decimal:
 def check_trade(t: HistoryTrade) -> TradeCheck:
     with localcontext() as ctx:
         ctx.prec = 50
-        parts = (t.position_size + t.gross - t.closing_fee - t.funding).quantize(MICRO)
-        sent_exact = parts == t.usdc_sent.quantize(MICRO)
+        parts = (t.position_size + t.gross - t.closing_fee - t.funding).quantize(USDC_STEP)
+        sent_exact = parts == t.usdc_sent.quantize(USDC_STEP)
         implied = implied_gross(t)
         multiplier = None
         if t.usdc_sent == 0:

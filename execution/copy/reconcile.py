@@ -20,6 +20,7 @@ from enum import StrEnum
 import asyncpg
 
 from execution.copy import journal
+from execution.copy.model import CopyAction
 from execution.venues.base import Venue, VenueOrder, VenuePosition
 from infra.logs import log_fields
 from infra.metrics import counter
@@ -176,7 +177,7 @@ async def _close_on_venue(venue: Venue, profile: _Profile, held: VenuePosition, 
     order = VenueOrder(
         client_ref=ref,
         account=profile.account,
-        action="close",
+        action=CopyAction.CLOSE,
         pair_index=held.pair_index,
         side=held.side,
         collateral_usdc=held.collateral_usdc,

@@ -9,9 +9,24 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from decimal import Decimal
+from enum import StrEnum
 from typing import Protocol
 
 from data.events import Side
+from execution.copy.model import CopyAction
+
+
+class VenueName(StrEnum):
+    """Where a profile's copies are placed; one engine (or several) per venue."""
+
+    PAPER = "paper"
+    ONCHAIN = "onchain"
+    VERANTA = "veranta"
+
+
+class OrderStatus(StrEnum):
+    FILLED = "filled"
+    REJECTED = "rejected"
 
 
 class VenuePending(TimeoutError):
@@ -23,7 +38,7 @@ class VenuePending(TimeoutError):
 class VenueOrder:
     client_ref: str
     account: str
-    action: str  # open | close | partial_close | update_tp_sl
+    action: CopyAction
     pair_index: int
     side: Side | None = None
     collateral_usdc: int = 0  # to open, or to close
@@ -34,11 +49,14 @@ class VenueOrder:
     tp: Decimal | None = None
     sl: Decimal | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "action", CopyAction(self.action))  # "open" from a row → the enum
+
 
 @dataclass(frozen=True)
 class VenueResult:
     client_ref: str
-    status: str  # filled | rejected
+    status: OrderStatus
     price: Decimal | None = None
     collateral_usdc: int = 0  # opened (after the opening fee) or closed
     fee_usdc: int = 0
@@ -47,9 +65,12 @@ class VenueResult:
     position_ref: str | None = None
     reason: str | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", OrderStatus(self.status))
+
     @property
     def filled(self) -> bool:
-        return self.status == "filled"
+        return self.status is OrderStatus.FILLED
 
     def to_json(self) -> str:
         """As a venue stores an outcome it settled (prices as exact decimal strings)."""
@@ -74,7 +95,7 @@ class VenuePosition:
 
 
 class Venue(Protocol):
-    name: str
+    name: VenueName
 
     async def submit_many(self, orders: list[VenueOrder]) -> list[VenueResult]: ...
 

@@ -40,7 +40,8 @@ from data.protocol.abi import EVENTS, TRADE_FIELDS, TRADE_TYPE, encode_call
 from data.protocol.decode import DecodeError, Registry
 from data.sources.chain.rpc import ChainRpc, RpcError
 from data.units import from_e10, to_e10
-from execution.venues.base import VenueOrder, VenuePending, VenuePosition, VenueResult
+from execution.copy.model import CopyAction
+from execution.venues.base import OrderStatus, VenueName, VenueOrder, VenuePending, VenuePosition, VenueResult
 from infra.logs import log_fields
 from infra.metrics import counter
 
@@ -99,7 +100,7 @@ class _Pending:
 
 
 class OnchainVenue:
-    name = "onchain"
+    name = VenueName.ONCHAIN
 
     def __init__(
         self,
@@ -174,7 +175,7 @@ class OnchainVenue:
         """The follower's own call (what `delegatedAction` runs as them), its msg.value, and the
         collateral it asks for or closes."""
         account = to_checksum_address(order.account)
-        if order.action == "open":
+        if order.action is CopyAction.OPEN:
             assert order.side is not None and order.leverage is not None
             expected = to_e10(order.reference_price, exact=False) if order.reference_price else 0
             trade = (
@@ -197,7 +198,7 @@ class OnchainVenue:
         current = await self._trade(account, pair, index)
         if current["leverage"] == 0:
             raise LookupError("no such open position on chain")
-        if order.action == "update_tp_sl":
+        if order.action is CopyAction.UPDATE_TP_SL:
             tp = to_e10(order.tp, exact=False) if order.tp is not None else current["tp"]
             sl = to_e10(order.sl, exact=False) if order.sl is not None else current["sl"]
             call = encode_call(
@@ -208,7 +209,7 @@ class OnchainVenue:
             return call, 0, 0
         # A full close takes whatever is there; a partial one never more than that.
         amount = current["initialPosToken"]
-        if order.action == "partial_close":
+        if order.action is CopyAction.PARTIAL_CLOSE:
             amount = min(order.collateral_usdc, amount)
         call = encode_call("closeTradeMarket", ["uint256", "uint256", "uint256"], [pair, index, amount])
         return call, await self.execution_fee(), amount
@@ -241,7 +242,7 @@ class OnchainVenue:
                 max_fee, tip = await self._fees()
             except GasAboveCap as exc:
                 for o in fresh:
-                    results[o.client_ref] = VenueResult(o.client_ref, "rejected", reason=str(exc))
+                    results[o.client_ref] = VenueResult(o.client_ref, OrderStatus.REJECTED, reason=str(exc))
                 fresh = []
             checks = await asyncio.gather(*(self._preflight(o) for o in fresh))
             for o, check in zip(fresh, checks, strict=True):
@@ -266,7 +267,7 @@ class OnchainVenue:
         try:
             inner, value, amount = await self._inner_call(order)
         except (LookupError, ValueError) as exc:
-            return VenueResult(order.client_ref, "rejected", reason=str(exc))
+            return VenueResult(order.client_ref, OrderStatus.REJECTED, reason=str(exc))
         outer = encode_call(
             "delegatedAction", ["address", "bytes"], [to_checksum_address(order.account), inner]
         )
@@ -274,7 +275,7 @@ class OnchainVenue:
             await self._call(outer, sender=self.delegate, value=value)
         except RpcError as exc:
             TXS.labels(outcome="refused_preflight").inc()
-            return VenueResult(order.client_ref, "rejected", reason=_revert_reason(exc))
+            return VenueResult(order.client_ref, OrderStatus.REJECTED, reason=_revert_reason(exc))
         return outer, value, amount
 
     async def _sign_and_store(
@@ -410,11 +411,11 @@ class OnchainVenue:
         p.block = int(receipt["blockNumber"], 16)
         if int(receipt["status"], 16) != 1:
             TXS.labels(outcome="reverted").inc()
-            p.result = VenueResult(p.client_ref, "rejected", reason="reverted on chain")
+            p.result = VenueResult(p.client_ref, OrderStatus.REJECTED, reason="reverted on chain")
             return
         TXS.labels(outcome="mined").inc()
-        if p.action == "update_tp_sl":
-            p.result = VenueResult(p.client_ref, "filled")
+        if p.action == CopyAction.UPDATE_TP_SL:
+            p.result = VenueResult(p.client_ref, OrderStatus.FILLED)
             return
         for lg in receipt["logs"]:
             if lg["topics"] and lg["topics"][0] == TOPICS["MarketOrderInitiated"]:
@@ -422,7 +423,9 @@ class OnchainVenue:
                 p.order_id = int(fields["orderId"])
                 by_order[p.order_id] = p
                 return
-        p.result = VenueResult(p.client_ref, "rejected", reason="no order placed by the transaction")
+        p.result = VenueResult(
+            p.client_ref, OrderStatus.REJECTED, reason="no order placed by the transaction"
+        )
 
     def _decode(self, lg: dict[str, Any]) -> dict[str, Any]:
         return self._registry.decode(
@@ -451,7 +454,7 @@ class OnchainVenue:
                 continue
             if topic == TOPICS["MarketOpenCanceled"]:
                 p.result = VenueResult(
-                    p.client_ref, "rejected", reason="canceled by the keeper (price or liquidity)"
+                    p.client_ref, OrderStatus.REJECTED, reason="canceled by the keeper (price or liquidity)"
                 )
                 continue
             t = fields["t"]
@@ -460,14 +463,19 @@ class OnchainVenue:
             if fields["open"]:
                 collateral = int(t["initialPosToken"])
                 p.result = VenueResult(
-                    p.client_ref, "filled", price, collateral, p.requested - collateral, position_ref=ref
+                    p.client_ref,
+                    OrderStatus.FILLED,
+                    price,
+                    collateral,
+                    p.requested - collateral,
+                    position_ref=ref,
                 )
             else:
                 closed = int(fields["positionSizeUSDC"])
                 sent = int(fields["usdcSentToTrader"])
                 p.result = VenueResult(
                     p.client_ref,
-                    "filled",
+                    OrderStatus.FILLED,
                     price,
                     closed,
                     fees_by_tx.get(lg["transactionHash"], 0),

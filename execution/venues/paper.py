@@ -16,7 +16,8 @@ import asyncpg
 from data.events import Side
 from data.pairs import Pair
 from data.units import to_e10
-from execution.venues.base import PriceFeed, VenueOrder, VenuePosition, VenueResult
+from execution.copy.model import CopyAction
+from execution.venues.base import OrderStatus, PriceFeed, VenueName, VenueOrder, VenuePosition, VenueResult
 from research.pnl import close_outcome, open_fee
 
 PRICE_STEP = Decimal("0.0000000001")
@@ -31,7 +32,7 @@ class PaperVenue:
     latency_ms: int = 0
     reject_ppm: int = 0  # share of orders the venue rejects, decided by the order's hash
     partial_fill_pct: int = 100  # opens fill this percent of the asked collateral
-    name: str = "paper"
+    name: VenueName = VenueName.PAPER
 
     def _fill_price(self, pair_index: int, buy: bool) -> Decimal | None:
         mid = self.feed.price(pair_index)
@@ -79,13 +80,13 @@ class PaperVenue:
         return results
 
     async def _execute(self, conn: asyncpg.Connection, order: VenueOrder) -> VenueResult:
-        reject = lambda reason: VenueResult(order.client_ref, "rejected", reason=reason)  # noqa: E731
+        reject = lambda reason: VenueResult(order.client_ref, OrderStatus.REJECTED, reason=reason)  # noqa: E731
         if self._rejects(order.client_ref):
             return reject("venue rejected the order")
         pair = self.catalogue.get(order.pair_index)
         if pair is None:
             return reject("unknown pair")
-        if order.action == "open":
+        if order.action is CopyAction.OPEN:
             assert order.side is not None and order.leverage is not None
             price = self._fill_price(order.pair_index, order.side is Side.LONG)
             if price is None:
@@ -112,7 +113,12 @@ class PaperVenue:
                 order.sl,
             )
             return VenueResult(
-                order.client_ref, "filled", price, collateral - fee, fee, position_ref=order.client_ref
+                order.client_ref,
+                OrderStatus.FILLED,
+                price,
+                collateral - fee,
+                fee,
+                position_ref=order.client_ref,
             )
         pos = await conn.fetchrow(
             "SELECT * FROM paper_positions WHERE position_ref = $1 AND account = $2 AND status = 'open' FOR UPDATE",
@@ -121,14 +127,14 @@ class PaperVenue:
         )
         if pos is None:
             return reject("no such open position")
-        if order.action == "update_tp_sl":
+        if order.action is CopyAction.UPDATE_TP_SL:
             await conn.execute(
                 "UPDATE paper_positions SET tp = coalesce($2, tp), sl = coalesce($3, sl) WHERE position_ref = $1",
                 order.position_ref,
                 order.tp,
                 order.sl,
             )
-            return VenueResult(order.client_ref, "filled", position_ref=order.position_ref)
+            return VenueResult(order.client_ref, OrderStatus.FILLED, position_ref=order.position_ref)
         side = Side(pos["side"])
         price = self._fill_price(order.pair_index, side is Side.SHORT)  # closing a long sells
         if price is None:
@@ -152,7 +158,7 @@ class PaperVenue:
         )
         return VenueResult(
             order.client_ref,
-            "filled",
+            OrderStatus.FILLED,
             price,
             amount,
             out.closing_fee_usdc,

@@ -30,7 +30,8 @@ from veranta_sdk.errors import ApiError, RelayError, RelayTimeoutError
 
 from data.events import Side
 from data.units import MICRO, from_e10
-from execution.venues.base import VenueOrder, VenuePending, VenuePosition, VenueResult
+from execution.copy.model import CopyAction
+from execution.venues.base import OrderStatus, VenueName, VenueOrder, VenuePending, VenuePosition, VenueResult
 from infra.logs import log_fields
 
 log = logging.getLogger("vanta.venue.veranta")
@@ -49,26 +50,37 @@ def _human(micro: int) -> Decimal:
     return Decimal(micro) / MICRO
 
 
-def result_from_fill(client_ref: str, action: str, requested: int, fill: dict[str, Any]) -> VenueResult:
+def result_from_fill(
+    client_ref: str, action: CopyAction | str, requested: int, fill: dict[str, Any]
+) -> VenueResult:
     """A `MarketOrderExecuted` payload (uints as strings, 1e6 USDC, 1e10 prices) as a result."""
     t = fill["t"]
     price = from_e10(int(fill["price"]))
     ref = f"{int(t['pairIndex'])}:{int(t['index'])}"
-    if action == "open":
+    if action == CopyAction.OPEN:
         collateral = int(t["initialPosToken"])
-        return VenueResult(client_ref, "filled", price, collateral, requested - collateral, position_ref=ref)
+        return VenueResult(
+            client_ref, OrderStatus.FILLED, price, collateral, requested - collateral, position_ref=ref
+        )
     closed = int(fill["positionSizeUSDC"])
     sent = int(fill["usdcSentToTrader"])
     gross = closed * int(fill["percentProfit"]) // (100 * 10**10)
     # The terminal names no fee: closing fee, rollover and funding are what the PnL lost on the way.
     costs = max(0, closed + gross - sent) if sent > 0 else 0
     return VenueResult(
-        client_ref, "filled", price, closed, costs, usdc_sent=sent, pnl_usdc=sent - closed, position_ref=ref
+        client_ref,
+        OrderStatus.FILLED,
+        price,
+        closed,
+        costs,
+        usdc_sent=sent,
+        pnl_usdc=sent - closed,
+        position_ref=ref,
     )
 
 
 class VerantaVenue:
-    name = "veranta"
+    name = VenueName.VERANTA
 
     def __init__(self, pool: asyncpg.Pool, delegate_key: str, sdk_config: dict[str, Any] | None = None):
         self.pool = pool
@@ -125,7 +137,7 @@ class VerantaVenue:
                 "SELECT * FROM veranta_orders WHERE client_ref = $1", order.client_ref
             )
             return await self._resolve(row)
-        if order.action == "update_tp_sl":
+        if order.action is CopyAction.UPDATE_TP_SL:
             return await self._update_tp_sl(
                 order.client_ref, order.account, order.position_ref, order.tp, order.sl
             )
@@ -140,7 +152,7 @@ class VerantaVenue:
 
         trade = self._client(order.account).trade
         try:
-            if order.action == "open":
+            if order.action is CopyAction.OPEN:
                 assert order.side is not None and order.leverage is not None
                 receipt = await trade.market_open(
                     order.pair_index,
@@ -163,12 +175,13 @@ class VerantaVenue:
         except RelayError as exc:  # a terminal answer: canceled by the protocol, or refused
             reason = f"{exc.code or 'relay error'}: {exc}"[:300]
             return await self._store(
-                order.client_ref, VenueResult(order.client_ref, "rejected", reason=reason)
+                order.client_ref, VenueResult(order.client_ref, OrderStatus.REJECTED, reason=reason)
             )
         except (ApiError, httpx.HTTPError) as exc:
             if _refused(exc):  # the request itself was refused
                 return await self._store(
-                    order.client_ref, VenueResult(order.client_ref, "rejected", reason=str(exc)[:300])
+                    order.client_ref,
+                    VenueResult(order.client_ref, OrderStatus.REJECTED, reason=str(exc)[:300]),
                 )
             raise VenuePending(f"Veranta did not answer for {order.client_ref}: {exc}") from exc
         assert receipt.raw is not None
@@ -181,7 +194,7 @@ class VerantaVenue:
         """The position's on-chain TP/SL through the core API's price triggers (a signed
         `UpdateTpSlReq`); the SDK waits until the new levels show on the position."""
         if tp is None and sl is None:
-            return await self._store(ref, VenueResult(ref, "rejected", reason="no TP or SL to set"))
+            return await self._store(ref, VenueResult(ref, OrderStatus.REJECTED, reason="no TP or SL to set"))
         pair, index = (int(x) for x in (position or "").split(":"))
         try:
             await self._client(account).trade.update_tp_sl(pair, index, take_profit=tp, stop_loss=sl)
@@ -189,9 +202,9 @@ class VerantaVenue:
             raise VenuePending(f"TP/SL update {ref} accepted, not visible yet: {exc}") from exc
         except ApiError as exc:
             if _refused(exc):
-                return await self._store(ref, VenueResult(ref, "rejected", reason=str(exc)[:300]))
+                return await self._store(ref, VenueResult(ref, OrderStatus.REJECTED, reason=str(exc)[:300]))
             raise VenuePending(f"Veranta did not answer for {ref}: {exc}") from exc
-        return await self._store(ref, VenueResult(ref, "filled", position_ref=position))
+        return await self._store(ref, VenueResult(ref, OrderStatus.FILLED, position_ref=position))
 
     async def _store(self, client_ref: str, result: VenueResult) -> VenueResult:
         await self.pool.execute(
@@ -208,7 +221,7 @@ class VerantaVenue:
             return VenueResult.from_json(row["outcome"])
         ref = row["client_ref"]
         client = self._client(row["account"])
-        if row["action"] == "update_tp_sl":
+        if row["action"] == CopyAction.UPDATE_TP_SL:
             # Absolute levels: setting them again cannot do anything twice, so it is sent again.
             return await self._update_tp_sl(ref, row["account"], row["position_ref"], row["tp"], row["sl"])
         if row["tracking_id"] is not None:
@@ -217,7 +230,9 @@ class VerantaVenue:
             except RelayTimeoutError as exc:
                 raise VenuePending(f"Veranta has not settled {ref}: {exc}") from exc
             except RelayError as exc:
-                return await self._store(ref, VenueResult(ref, "rejected", reason=f"{exc.code}: {exc}"[:300]))
+                return await self._store(
+                    ref, VenueResult(ref, OrderStatus.REJECTED, reason=f"{exc.code}: {exc}"[:300])
+                )
             assert outcome.terminal is not None
             return await self._store(
                 ref, result_from_fill(ref, row["action"], row["requested"], outcome.terminal.data)
@@ -227,12 +242,14 @@ class VerantaVenue:
         found = await self._unaccounted_fill(row)
         if found is None:
             log.warning("order never reached Veranta; its deadline has passed", extra=log_fields(intent=ref))
-            return await self._store(ref, VenueResult(ref, "rejected", reason="never reached the relayer"))
+            return await self._store(
+                ref, VenueResult(ref, OrderStatus.REJECTED, reason="never reached the relayer")
+            )
         return await self._store(ref, found)
 
     async def _unaccounted_fill(self, row: asyncpg.Record) -> VenueResult | None:
         """After the deadline, an open is found by the position it would have made."""
-        if row["action"] != "open":
+        if row["action"] != CopyAction.OPEN:
             return None  # a close that did not happen leaves the position: reconciliation sees it
         booked = {
             r["venue_position_ref"]
@@ -246,7 +263,12 @@ class VerantaVenue:
             if p.position_ref in booked or p.pair_index != row["pair_index"] or p.side.value != row["side"]:
                 continue
             return VenueResult(
-                row["client_ref"], "filled", p.entry_price, p.collateral_usdc, 0, position_ref=p.position_ref
+                row["client_ref"],
+                OrderStatus.FILLED,
+                p.entry_price,
+                p.collateral_usdc,
+                0,
+                position_ref=p.position_ref,
             )
         return None
 
