@@ -50,11 +50,14 @@ class Settings(BaseSettings):
     # Contracts whose logs the indexer reads, comma-separated; empty means Avantis on Base mainnet.
     avantis_addresses: str = ""
 
-    # Pyth feed ids by pair symbol, e.g. {"BTC/USD": "0xe62d..."}.
+    # Pyth feed ids by pair symbol, e.g. {"BTC/USD": "0xe62d..."}, and the Hermes service serving them.
     pyth_price_feed_ids_json: str = "{}"
+    pyth_hermes_url: str = "https://hermes.pyth.network"
 
     # Models and execution.
     ai_model_update_interval: int = Field(3600, gt=0)
+    # Where the BentoML service (`vanta serve`) listens; clients (engine, bot) ask it there.
+    serving_url: str = "http://127.0.0.1:3000"
     copy_execution_max_delay_ms: int = Field(500, gt=0)
     # The on-chain venue: the contract orders go to, and the caps on each delegate transaction.
     avantis_trading_address: str = "0x44914408af82bC9983bbb330e3578E1105e11d4e"

@@ -134,3 +134,37 @@ def skill_share(t_stats: np.ndarray, *, gamma: float = 0.2, lam: float = 0.5) ->
     s_minus = float(np.mean(sig & (t < 0)))
     lucky = pi0 * gamma / 2
     return SkillShare(len(t), pi0, max(0.0, s_plus - lucky), max(0.0, s_minus - lucky), gamma, lam)
+
+
+def stationary_bootstrap_pvalues(
+    daily: np.ndarray, n_obs: np.ndarray, *, n_boot: int = 200, mean_block: float = 5.0, seed: int = 0
+) -> np.ndarray:
+    """`stationary_bootstrap_pvalue` for many traders at once.
+
+    `daily` is traders × days, newest day first; trader i's record is its first `n_obs[i]` days.
+    The index paths are drawn once per record length and shared by the traders of that length,
+    and a resample's mean is a matrix product with the paths' day counts, so 10,000 traders cost
+    milliseconds instead of a Python loop each.
+    """
+    daily = np.asarray(daily, dtype=float)
+    n_obs = np.asarray(n_obs, dtype=int)
+    out = np.full(len(daily), np.nan)
+    rng = np.random.default_rng(seed)
+    for n in np.unique(n_obs):
+        if n < 2:
+            continue
+        rows = np.flatnonzero(n_obs == n)
+        x = daily[rows, :n]
+        starts = rng.integers(0, n, size=(n_boot, n))
+        jumps = rng.random((n_boot, n)) < 1.0 / mean_block
+        jumps[:, 0] = True
+        idx = np.empty((n_boot, n), dtype=np.int64)
+        idx[:, 0] = starts[:, 0]
+        for t in range(1, n):
+            idx[:, t] = np.where(jumps[:, t], starts[:, t], (idx[:, t - 1] + 1) % n)
+        counts = np.zeros((n, n_boot))
+        np.add.at(counts, (idx, np.arange(n_boot)[:, None]), 1.0)
+        observed = x.mean(axis=1)
+        boot = (x - observed[:, None]) @ counts / n  # traders × resamples, demeaned (the null)
+        out[rows] = (1 + (boot >= observed[:, None]).sum(axis=1)) / (n_boot + 1)
+    return out

@@ -1,0 +1,1 @@
+"""Pyth's Hermes service: the latest prices of configured feeds and their live stream (SSE)."""

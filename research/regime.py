@@ -1,0 +1,261 @@
+"""Market regime per pair: a Gaussian hidden Markov model on hourly volatility and momentum,
+filtered only (each hour's state probabilities use that hour and the past, never the future).
+
+Why an HMM (hmmlearn): volatility clusters and switches between calm and stressed spells; an HMM
+learns those spells and their persistence from history, and its filtered state probability is a
+natural confidence. Its fitted states are ordered by their mean volatility and mapped to green
+(calmest), yellow, red (most volatile). The simple baseline beside it is learned quantile
+thresholds on the same trailing volatility (33rd and 80th percentiles of the training period).
+
+Observations per hour t, from 15-minute candles up to t, each relative to the pair's usual
+volatility (the median 24-hour volatility of the past 30 days), so one model serves every pair:
+- log of the 1-hour realized volatility (the last four 15-minute log returns),
+- log of the 24-hour realized volatility (what the hour sits in).
+4-hour momentum (the 4-hour log return over the 24-hour volatility scaled to 4 hours) sets the
+trend, not the state: as an HMM input its fat tails made states that told momentum spells apart
+instead of volatility regimes. Funding rates are not used: they exist for BTC only here and would
+make pairs incomparable.
+
+Trend: bullish when 4-hour momentum exceeds +0.5 (in 4-hour standard deviations), bearish below
+-0.5, else neutral. Copy-timing signal: green → copy, yellow → reduce size, red → pause opens.
+
+The evaluation holds out the most recent period: forward 24-hour realized volatility in red
+hours against green hours (a ratio, with a block-bootstrap interval over days).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from hmmlearn.hmm import GaussianHMM
+
+COLORS = ("green", "yellow", "red")
+SIGNALS = {"green": "copy", "yellow": "reduce", "red": "pause"}
+BARS_PER_HOUR = 4
+HOURS_PER_YEAR = 24 * 365
+TREND_Z = 0.5
+NORM_HOURS = 24 * 30
+MIN_TRAIN_HOURS = 24 * 60  # two months of hours (after the 30-day warm-up) to fit three states
+
+
+class RegimeError(ValueError):
+    pass
+
+
+def hourly_observations(candles: pl.DataFrame) -> pl.DataFrame:
+    """Hourly rows (ts = end of the hour, epoch seconds) with vol_1h, vol_24h (annualized) and
+    mom_4h, from 15-minute candles with `date` (datetime) or `ts` (epoch seconds of the bar open)
+    and `close`. Rows are produced once 24 hours of bars, and a week of volatility for `vol_norm`, are behind them."""
+    if "ts" not in candles.columns:
+        candles = candles.with_columns(ts=pl.col("date").dt.epoch("s"))
+    bars = candles.select("ts", "close").sort("ts").with_columns(r=pl.col("close").log().diff())
+    bars = bars.with_columns(
+        rv1=(pl.col("r") ** 2).rolling_sum(BARS_PER_HOUR),
+        rv24=(pl.col("r") ** 2).rolling_sum(24 * BARS_PER_HOUR),
+        r4h=pl.col("close").log() - pl.col("close").log().shift(4 * BARS_PER_HOUR),
+    )
+    # A bar's ts is its open; the hour ends when the fourth bar of it closes.
+    hourly = bars.filter(((pl.col("ts") + 900) % 3600) == 0).with_columns(ts=pl.col("ts") + 900)
+    ann = np.sqrt(HOURS_PER_YEAR)
+    out = hourly.drop_nulls(["rv24", "r4h", "rv1"]).select(
+        "ts",
+        "close",
+        vol_1h=pl.col("rv1").sqrt() * ann,
+        vol_24h=(pl.col("rv24") / 24).sqrt() * ann,
+        mom_4h=pl.col("r4h") / ((pl.col("rv24") / 24 * 4).sqrt() + 1e-12),
+    )
+    # The pair's own usual volatility (median of the past 30 days, this hour included): makes the
+    # states comparable across pairs whose normal volatility differs (ETH runs hotter than BTC).
+    return out.with_columns(
+        vol_norm=pl.col("vol_24h").rolling_median(NORM_HOURS, min_samples=NORM_HOURS // 4)
+    ).drop_nulls("vol_norm")
+
+
+def _obs_matrix(obs: pl.DataFrame) -> np.ndarray:
+    norm = obs["vol_norm"].to_numpy() + 1e-4
+    return np.column_stack(
+        [
+            np.log((obs["vol_1h"].to_numpy() + 1e-4) / norm),
+            np.log((obs["vol_24h"].to_numpy() + 1e-4) / norm),
+        ]
+    )
+
+
+@dataclass
+class RegimeModel:
+    """A fitted HMM with its states mapped to colors, and the training window."""
+
+    startprob: np.ndarray
+    transmat: np.ndarray
+    means: np.ndarray  # states × observations
+    variances: np.ndarray  # states × observations (diagonal covariance)
+    state_colors: list[str]
+    train_start: int
+    train_end: int
+    name: str = "hmm3"
+
+    @classmethod
+    def fit(cls, observations: list[pl.DataFrame], *, seed: int = 0) -> RegimeModel:
+        """Fit one HMM on the hourly observations of one or more pairs (each a separate sequence)."""
+        parts = [o for o in observations if o.height]
+        total = sum(o.height for o in parts)
+        if total < MIN_TRAIN_HOURS:
+            raise RegimeError(
+                f"{total} hours of prices; the regime model needs at least {MIN_TRAIN_HOURS} ({MIN_TRAIN_HOURS // 24} days)"
+            )
+        x = np.vstack([_obs_matrix(o) for o in parts])
+        hmm = GaussianHMM(n_components=3, covariance_type="diag", n_iter=100, random_state=seed, tol=1e-3)
+        hmm.fit(x, lengths=[o.height for o in parts])
+        order = np.argsort(hmm.means_[:, 1])  # by mean 24-hour volatility
+        colors = [""] * 3
+        for rank, state in enumerate(order):
+            colors[state] = COLORS[rank]
+        variances = np.array([np.diag(c) for c in hmm.covars_])
+        return cls(
+            startprob=hmm.startprob_.copy(),
+            transmat=hmm.transmat_.copy(),
+            means=hmm.means_.copy(),
+            variances=variances,
+            state_colors=colors,
+            train_start=int(min(o["ts"].min() for o in parts)),
+            train_end=int(max(o["ts"].max() for o in parts)),
+        )
+
+    def filtered(self, obs: pl.DataFrame) -> np.ndarray:
+        """P(state at hour t | observations up to t), hours × states: the forward algorithm only."""
+        x = _obs_matrix(obs)
+        loglik = -0.5 * (
+            ((x[:, None, :] - self.means[None]) ** 2 / self.variances[None]).sum(-1)
+            + np.log(2 * np.pi * self.variances).sum(-1)[None]
+        )
+        probs = np.empty_like(loglik)
+        alpha = self.startprob
+        for t in range(len(x)):
+            prior = alpha if t == 0 else alpha @ self.transmat
+            lik = np.exp(loglik[t] - loglik[t].max())
+            post = prior * lik
+            alpha = post / post.sum()
+            probs[t] = alpha
+        return probs
+
+    def classify(self, obs: pl.DataFrame) -> pl.DataFrame:
+        """Per hour: color, confidence (the probability of the state shown), trend, signal."""
+        if obs.is_empty():
+            return obs.with_columns(
+                color=pl.lit(None, pl.Utf8), confidence=pl.lit(None, pl.Float64), trend=pl.lit(None, pl.Utf8)
+            )
+        p = self.filtered(obs)
+        color_p = np.column_stack(
+            [p[:, [s for s, c in enumerate(self.state_colors) if c == k]].sum(1) for k in COLORS]
+        )
+        best = color_p.argmax(1)
+        return _with_trend(
+            obs.with_columns(
+                color=pl.Series(np.array(COLORS)[best]),
+                confidence=pl.Series(color_p[np.arange(len(best)), best]),
+                p_green=pl.Series(color_p[:, 0]),
+                p_yellow=pl.Series(color_p[:, 1]),
+                p_red=pl.Series(color_p[:, 2]),
+            )
+        )
+
+
+@dataclass
+class QuantileRegime:
+    """The baseline: thresholds on the 24-hour volatility relative to the pair's usual level,
+    learned on the training period."""
+
+    yellow_above: float
+    red_above: float
+    name: str = "vol_quantiles"
+
+    @classmethod
+    def fit(cls, observations: list[pl.DataFrame]) -> QuantileRegime:
+        v = np.concatenate([(o["vol_24h"] / o["vol_norm"]).to_numpy() for o in observations])
+        return cls(float(np.quantile(v, 0.33)), float(np.quantile(v, 0.80)))
+
+    def classify(self, obs: pl.DataFrame) -> pl.DataFrame:
+        v = pl.col("vol_24h") / pl.col("vol_norm")
+        return _with_trend(
+            obs.with_columns(
+                color=pl.when(v > self.red_above)
+                .then(pl.lit("red"))
+                .when(v > self.yellow_above)
+                .then(pl.lit("yellow"))
+                .otherwise(pl.lit("green")),
+                confidence=pl.lit(None, pl.Float64),
+            )
+        )
+
+
+def _with_trend(frame: pl.DataFrame) -> pl.DataFrame:
+    m = pl.col("mom_4h")
+    return frame.with_columns(
+        trend=pl.when(m > TREND_Z)
+        .then(pl.lit("bullish"))
+        .when(m < -TREND_Z)
+        .then(pl.lit("bearish"))
+        .otherwise(pl.lit("neutral")),
+        signal=pl.col("color").replace_strict(SIGNALS, default=None),
+    )
+
+
+def forward_volatility(obs: pl.DataFrame, hours: int = 24) -> pl.DataFrame:
+    """Realized volatility over the next `hours` hours (annualized), from the hourly vol_1h series:
+    what the regime at hour t should have warned about. Null where the future is not in the data."""
+    var1 = (pl.col("vol_1h") ** 2) / HOURS_PER_YEAR
+    fwd = var1.reverse().rolling_sum(hours).reverse().shift(-1)
+    return obs.sort("ts").with_columns(fwd_vol_24h=(fwd / hours * HOURS_PER_YEAR).sqrt())
+
+
+def red_green_ratio(classified: pl.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> dict[str, float | int]:
+    """Mean forward 24-hour volatility in red hours over that in green hours, with a bootstrap
+    interval that resamples whole days (hours within a day are not independent)."""
+    c = forward_volatility(classified).drop_nulls("fwd_vol_24h").with_columns(day=pl.col("ts") // 86_400)
+    red = c.filter(pl.col("color") == "red")
+    green = c.filter(pl.col("color") == "green")
+    out: dict[str, float | int] = {
+        "red_hours": red.height,
+        "green_hours": green.height,
+        "yellow_hours": c.filter(pl.col("color") == "yellow").height,
+    }
+    if red.is_empty() or green.is_empty():
+        return {**out, "ratio": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")}
+    by_day = c.group_by("day").agg(
+        red_sum=pl.col("fwd_vol_24h").filter(pl.col("color") == "red").sum(),
+        red_n=(pl.col("color") == "red").sum(),
+        green_sum=pl.col("fwd_vol_24h").filter(pl.col("color") == "green").sum(),
+        green_n=(pl.col("color") == "green").sum(),
+    )
+    arr = by_day.select("red_sum", "red_n", "green_sum", "green_n").to_numpy().astype(float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(arr), (n_boot, len(arr)))
+    s = arr[idx].sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = (s[:, 0] / s[:, 1]) / (s[:, 2] / s[:, 3])
+    ratios = ratios[np.isfinite(ratios)]
+    point = float(red["fwd_vol_24h"].mean() / green["fwd_vol_24h"].mean())
+    return {
+        **out,
+        "ratio": point,
+        "ci_low": float(np.percentile(ratios, 2.5)),
+        "ci_high": float(np.percentile(ratios, 97.5)),
+        "red_fwd_vol": float(red["fwd_vol_24h"].mean()),
+        "green_fwd_vol": float(green["fwd_vol_24h"].mean()),
+    }
+
+
+def bars_from_events(events: pl.DataFrame, pair_index: int) -> pl.DataFrame:
+    """15-minute closes (ts = bar open) from the prices the events of one pair reveal, carried
+    forward over bars without a fill: the regime's input when no candle file covers the period."""
+    e = events.filter((pl.col("pair_index") == pair_index) & pl.col("price_e10").is_not_null())
+    if e.is_empty():
+        return pl.DataFrame(schema={"ts": pl.Int64, "close": pl.Float64})
+    e = e.select(bar=(pl.col("ts") // 900) * 900, ts=pl.col("ts"), price=pl.col("price_e10") / 1e10)
+    last = e.sort("ts").group_by("bar").agg(close=pl.col("price").last())
+    grid = pl.DataFrame({"ts": np.arange(int(last["bar"].min()), int(last["bar"].max()) + 1, 900)})
+    return grid.join(last.rename({"bar": "ts"}), on="ts", how="left").with_columns(
+        pl.col("close").forward_fill()
+    )
