@@ -16,10 +16,8 @@ Handler groups, in the order python-telegram-bot runs them (one handler per grou
 
 from __future__ import annotations
 
-import functools
 import logging
 import warnings
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -41,8 +39,9 @@ from telegram.request import BaseRequest
 from telegram.warnings import PTBUserWarning
 
 from bot.deps import BotDeps, deps, install
+from bot.dialog import dialog_step
 from bot.persistence import PostgresPersistence, SavingUpdateProcessor
-from bot.replies import Context, ack, say, user_id
+from bot.replies import Context, ack, say
 from bot.views import start as start_view
 from infra.logs import log_fields
 
@@ -51,19 +50,6 @@ DIALOG = "dialog"
 
 # Buttons inside the dialog are tracked per user, not per message: intended (see the docstring).
 warnings.filterwarnings("ignore", message=".*per_message=False.*", category=PTBUserWarning)
-
-
-def dialog_step(
-    fn: Callable[[Update, Context], Awaitable[object]],
-) -> Callable[[Update, Context], Awaitable[None]]:
-    """A dialog callback: returns the next state, and nothing after it handles the update."""
-
-    @functools.wraps(fn)
-    async def step(update: Update, context: Context) -> None:
-        state = await fn(update, context)
-        raise ApplicationHandlerStop(state)
-
-    return step
 
 
 async def _gate(update: Update, context: Context) -> None:
@@ -189,19 +175,3 @@ def build_application(
     install(app.bot_data, bot_deps)
     register(app)
     return app
-
-
-def admin_only(
-    fn: Callable[[Update, Context], Awaitable[None]],
-) -> Callable[[Update, Context], Awaitable[None]]:
-    """Commands for the operators in TELEGRAM_ADMIN_IDS; anyone else is told so, nothing runs."""
-
-    @functools.wraps(fn)
-    async def guarded(update: Update, context: Context) -> None:
-        if not deps(context).is_admin(user_id(update)):
-            await ack(update, context)
-            await say(update, context, start_view.ADMINS_ONLY)
-            return
-        await fn(update, context)
-
-    return guarded

@@ -20,6 +20,8 @@ from typing import ParamSpec
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import PercentFormatter
 
 P = ParamSpec("P")
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vanta-chart")
@@ -72,42 +74,44 @@ def equity_png(
 @dataclass(frozen=True)
 class RegimePoint:
     pair: str
-    regime: str  # green | yellow | red | unknown
-    volatility: float | None
-    trend: float | None
-    confidence: float | None
+    regime: str  # green | yellow | red
+    volatility: float | None  # hourly, as the regime model measures it
+    trend: str  # bullish | bearish | neutral
+    confidence: float
+
+
+_TREND_MARK = {"bullish": "▲", "bearish": "▼", "neutral": "►"}
 
 
 def regime_png(points: Sequence[RegimePoint], *, title: str = "Market regime by pair") -> bytes:
-    """Each pair placed by trend (x) and volatility (y), colored by its regime, sized by the
-    model's confidence; pairs the model cannot place are listed apart rather than guessed."""
-    fig = Figure(figsize=(8, 4.5), dpi=100)
+    """One bar per pair: its volatility, colored by its regime, labelled with the trend and the
+    model's confidence. A pair without a volatility reading is drawn empty, never guessed."""
+    rows = sorted(points, key=lambda p: p.pair, reverse=True)
+    fig = Figure(figsize=(8, max(2.5, 0.45 * len(rows) + 1.2)), dpi=100)
     ax = fig.add_subplot()
-    placed = [p for p in points if p.volatility is not None and p.trend is not None]
-    for p in placed:
-        ax.scatter(
-            [p.trend],
-            [p.volatility],
-            s=80 + 320 * (p.confidence or 0),
-            color=REGIME_COLORS.get(p.regime, _UNKNOWN_COLOR),
-            alpha=0.8,
-            edgecolors="black",
-            linewidths=0.5,
-        )
-        ax.annotate(p.pair, (p.trend, p.volatility), xytext=(6, 6), textcoords="offset points", fontsize=9)  # type: ignore[arg-type]
-    unplaced = [p.pair for p in points if p not in placed]
-    if unplaced:
-        ax.text(
-            0.01, 0.01, "no answer: " + ", ".join(unplaced), transform=ax.transAxes, fontsize=8, color="#555"
-        )
-    if not points:
+    if not rows:
         ax.text(0.5, 0.5, "the regime model has no answer", ha="center", va="center", transform=ax.transAxes)
-    ax.axvline(0, color="black", lw=0.8)
-    ax.set_xlabel("trend (negative: falling, positive: rising)")
-    ax.set_ylabel("volatility")
+        ax.set_axis_off()
+    else:
+        ys = range(len(rows))
+        widths = [p.volatility or 0.0 for p in rows]
+        ax.barh(
+            list(ys), widths, color=[REGIME_COLORS.get(p.regime, _UNKNOWN_COLOR) for p in rows], alpha=0.85
+        )
+        top = max(widths) or 1.0
+        for y, p in zip(ys, rows, strict=True):
+            vol = "n/a" if p.volatility is None else f"{p.volatility:.2%}"
+            label = f" {_TREND_MARK.get(p.trend, '?')} {p.trend}, vol {vol}, {p.confidence:.0%} sure"
+            ax.text((p.volatility or 0.0) + top * 0.01, y, label, va="center", fontsize=8)
+        ax.set_yticks(list(ys), [p.pair for p in rows])
+        ax.set_xlim(0, top * 1.6)
+        ax.set_xlabel("volatility (1 h)")
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+        ax.legend(
+            handles=[Patch(color=color, label=name) for name, color in REGIME_COLORS.items()],
+            loc="lower right",
+            fontsize=8,
+        )
     ax.set_title(title)
-    ax.grid(alpha=0.3)
-    for name, color in REGIME_COLORS.items():
-        ax.scatter([], [], color=color, label=name)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3, axis="x")
     return _png(fig)
