@@ -10,6 +10,7 @@ from bot.deps import BotDeps
 from bot.ratelimit import CommandRateLimit
 from data.pairs import load_catalogue
 from infra.runtime import Services
+from serving.client import ServingClient
 
 
 def delegate_address(key: str | None) -> str | None:
@@ -28,11 +29,12 @@ async def open_bot_deps(
     settings = services.settings
     catalogue = load_catalogue(settings.shared_data_dir / "avantis" / "trading_snapshot.json")
     key = settings.copy_delegate_key.get_secret_value() if settings.copy_delegate_key else None
-    yield BotDeps(
-        service=None,
-        market=None,
-        catalogue=catalogue,
-        admins=settings.telegram_admins | extra_admins,
-        limiter=CommandRateLimit(services.redis, settings.telegram_commands_per_minute),
-        delegate_address=delegate_address(key),
-    )
+    async with ServingClient(settings.serving_url) as market:
+        yield BotDeps(
+            service=None,
+            market=market,
+            catalogue=catalogue,
+            admins=settings.telegram_admins | extra_admins,
+            limiter=CommandRateLimit(services.redis, settings.telegram_commands_per_minute),
+            delegate_address=delegate_address(key),
+        )

@@ -5,7 +5,6 @@ lost, never pending forever). The bot token never appears in the process's logs.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -18,6 +17,7 @@ import pytest
 
 from tests.bot.outbox_fixtures import add_notices, telegram_users
 from tests.fakes.telegram_api import FakeTelegram
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 TOKEN = "7000000002:AAcrashtestcrashtestcrashtestcrash0"
@@ -38,15 +38,6 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(10)
-
-
-async def _wait_db(pool: asyncpg.Pool, sql: str, timeout: float = 120) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await pool.fetchval(sql):
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {sql}")
-        await asyncio.sleep(0.2)
 
 
 async def test_sigkill_mid_delivery_sends_none_twice_and_loses_none_silently(
@@ -77,9 +68,12 @@ async def test_sigkill_mid_delivery_sends_none_twice_and_loses_none_silently(
                 await fake.wait_for(lambda n=kill_after: sent() >= n, timeout=120, what=f"{kill_after} sends")
                 _kill(proc)
                 proc = _start_bot(env, log)
-            await _wait_db(
-                pool,
-                "SELECT count(*) = 0 FROM notifications WHERE status IN ('pending', 'sending')",
+            await until(
+                lambda: pool.fetchval(
+                    "SELECT count(*) = 0 FROM notifications WHERE status IN ('pending', 'sending')"
+                ),
+                what="every notice settled",
+                timeout_s=120,
             )
         finally:
             _kill(proc)
