@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from telegram.ext import ContextTypes
 
 from bot.ratelimit import CommandRateLimit
@@ -17,6 +18,7 @@ _KEY = "vanta_deps"
 
 @dataclass
 class BotDeps:
+    pool: asyncpg.Pool  # the bot's own tables only (preferences); copy data goes through `service`
     service: Any  # execution.copy.service.CopyService
     market: Any  # serving.client.ServingClient
     catalogue: dict[int, Pair]

@@ -31,6 +31,7 @@ async def open_bot_deps(
     key = settings.copy_delegate_key.get_secret_value() if settings.copy_delegate_key else None
     async with ServingClient(settings.serving_url) as market:
         yield BotDeps(
+            pool=services.pool,
             service=None,
             market=market,
             catalogue=catalogue,

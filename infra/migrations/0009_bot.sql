@@ -9,6 +9,14 @@ CREATE TABLE bot_state (
     PRIMARY KEY (scope, key)
 );
 
+-- What each Telegram user wants to hear about: notices below this level are not sent (levels,
+-- lowest first: info, fill, warning, critical). No row: everything.
+CREATE TABLE bot_user_settings (
+    telegram_user_id bigint PRIMARY KEY,
+    notify_level     text NOT NULL DEFAULT 'info' CHECK (notify_level IN ('info', 'fill', 'warning', 'critical')),
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
+
 -- Delivery: a notice is claimed ('sending', committed) right before it is sent and marked 'sent'
 -- with Telegram's message id right after. A notice found 'sending' after a crash may or may not
 -- have reached the user (the Bot API has no idempotent send): it becomes 'unknown' and is never
