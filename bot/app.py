@@ -48,9 +48,6 @@ from infra.logs import log_fields
 log = logging.getLogger("vanta.bot")
 DIALOG = "dialog"
 
-# Buttons inside the dialog are tracked per user, not per message: intended (see the docstring).
-warnings.filterwarnings("ignore", message=".*per_message=False.*", category=PTBUserWarning)
-
 
 async def _gate(update: Update, context: Context) -> None:
     if update.effective_user is None:
@@ -125,18 +122,21 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     for flow in flows:
         entries += getattr(flow, "DIALOG_ENTRIES", [])
         states.update(getattr(flow, "DIALOG_STATES", {}))
-    dialog = ConversationHandler(
-        entry_points=entries,
-        states=states,
-        fallbacks=[
-            CommandHandler("cancel", dialog_step(start.cancel)),
-            MessageHandler(filters.COMMAND, _leave_dialog),
-            MessageHandler(filters.ALL, dialog_step(_off_topic)),
-        ],
-        name=DIALOG,
-        persistent=True,
-        allow_reentry=True,
-    )
+    with warnings.catch_warnings():
+        # Buttons in the dialog are tracked per user, not per message: intended (see the docstring).
+        warnings.filterwarnings("ignore", message=".*per_message=False.*", category=PTBUserWarning)
+        dialog = ConversationHandler(
+            entry_points=entries,
+            states=states,
+            fallbacks=[
+                CommandHandler("cancel", dialog_step(start.cancel)),
+                MessageHandler(filters.COMMAND, _leave_dialog),
+                MessageHandler(filters.ALL, dialog_step(_off_topic)),
+            ],
+            name=DIALOG,
+            persistent=True,
+            allow_reentry=True,
+        )
     app.add_handler(TypeHandler(Update, _gate), group=-1)
     app.add_handler(dialog, group=0)
     for flow in flows:

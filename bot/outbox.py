@@ -165,3 +165,16 @@ def gap_text(notices: list[Notice]) -> str:
         "Vanta restarted while sending you an alert, so it may not have arrived: "
         f"“{first}”{more}. /status shows your copies as they stand."
     )
+
+
+async def backlog(conn: asyncpg.Pool | asyncpg.Connection) -> dict[str, int]:
+    """Notices by delivery status over the last day, and the age of the oldest pending one (s)."""
+    rows = await conn.fetch(
+        "SELECT status, count(*) AS n FROM notifications WHERE created_at > now() - interval '1 day' GROUP BY status"
+    )
+    counts = {r["status"]: int(r["n"]) for r in rows}
+    oldest = await conn.fetchval(
+        "SELECT extract(epoch FROM now() - min(created_at))::bigint FROM notifications WHERE status = 'pending'"
+    )
+    counts["oldest_pending_s"] = int(oldest or 0)
+    return counts

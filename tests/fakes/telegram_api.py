@@ -157,6 +157,7 @@ class FakeTelegram:
         self._message_ids: dict[int, itertools.count[int]] = {}
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
+        self.pushed = 0  # updates the test side has pushed so far
         self._confirmed = 0  # the highest update_id the bot confirmed via a later offset
         self._callbacks: dict[str, bool] = {}  # query id -> answered
         self._callback_ids = itertools.count(1)
@@ -479,6 +480,7 @@ class FakeTelegram:
 
     def _push(self, update: dict[str, Any]) -> int:
         update["update_id"] = next(self._update_ids)
+        self.pushed += 1
         self._updates.append(update)
         asyncio.get_running_loop().create_task(self._notify())
         return int(update["update_id"])
