@@ -40,6 +40,7 @@ from telegram.warnings import PTBUserWarning
 
 from bot.deps import BotDeps, deps, install
 from bot.dialog import dialog_step
+from bot.errors import on_error
 from bot.persistence import PostgresPersistence, SavingUpdateProcessor
 from bot.replies import Context, ack, say
 from bot.views import start as start_view
@@ -77,22 +78,6 @@ async def _off_topic(update: Update, context: Context) -> None:
     await say(
         update, context, "That doesn't answer my question. Use the buttons or type an answer, or /cancel."
     )
-
-
-async def on_error(update: object, context: Context) -> None:
-    """A handler failed. The service's errors carry a sentence for people; anything else is ours."""
-    err = context.error
-    message = getattr(err, "user_message", None)
-    if not isinstance(message, str):
-        log.error("a handler failed", exc_info=err, extra=log_fields(error_type=type(err).__name__))
-        message = start_view.OUR_FAULT
-    if isinstance(update, Update) and update.effective_chat is not None:
-        try:
-            if update.callback_query is not None:
-                await ack(update, context)
-            await say(update, context, message)
-        except TelegramError as exc:
-            log.warning("could not tell the user about an error", extra=log_fields(error=str(exc)))
 
 
 async def set_commands(app: Application[Any, Any, Any, Any, Any, Any]) -> None:

@@ -26,6 +26,9 @@ from rich.console import Console
 from rich.text import Text
 from telegram.request import BaseRequest, RequestData
 
+from bot.deps import BotDeps
+from infra.runtime import Services
+
 BOT_USER = {"id": 1, "is_bot": True, "first_name": "Vanta", "username": "vanta_console_bot"}
 _STYLES = {
     "b": "bold",
@@ -293,3 +296,62 @@ def read_stdin(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str | None]:
 
     threading.Thread(target=reader, name="console-stdin", daemon=True).start()
     return lines
+
+
+async def run_console(
+    services: Services,
+    deps: BotDeps,
+    lines: asyncio.Queue[str | None],
+    *,
+    user_id: int,
+    out: Console,
+    echo: bool,
+    deliver: bool,
+    stop: asyncio.Event,
+) -> None:
+    """The bot on the console transport until `lines` ends (None) or `stop` is set. Each line goes
+    to the bot after it has finished the previous one, so a scripted `#2` presses a button that
+    exists by then; `echo` prints the lines (when they don't come from a person typing)."""
+    from bot.app import build_application
+    from bot.runner import delivery_worker, run_bot
+
+    chat = ConsoleChat(user_id, out, Path(services.settings.vanta_home) / "console")
+    app = build_application(
+        deps,
+        services.pool,
+        token="0:console",
+        base_url="console:",
+        request=ConsoleRequest(chat),
+        updates_request=ConsoleRequest(chat),
+    )
+    worker = delivery_worker(app, services, only_chats=[user_id]) if deliver else None
+    bot_task = asyncio.create_task(run_bot(app, stop, worker=worker, poll_timeout=1))
+    processor = app.update_processor
+    try:
+        while not stop.is_set():
+            line = await _next_line(lines, stop)
+            if line is None:
+                break
+            if echo and line.strip():
+                out.print(Text.assemble(("you> ", "bold"), line.rstrip()))
+            chat.typed(line)
+            await _until(processor.wait_processed(chat.pushed), stop)  # type: ignore[attr-defined]
+    finally:
+        stop.set()
+        await bot_task
+
+
+async def _next_line(lines: asyncio.Queue[str | None], stop: asyncio.Event) -> str | None:
+    getter = asyncio.ensure_future(lines.get())
+    await _until(getter, stop)
+    return getter.result() if getter.done() and not getter.cancelled() else None
+
+
+async def _until(work: Any, stop: asyncio.Event) -> None:
+    """Await `work` unless `stop` is set first (then `work` is cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not task.done():
+        task.cancel()

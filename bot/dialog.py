@@ -10,6 +10,7 @@ from telegram import Update
 from telegram.ext import ApplicationHandlerStop
 
 from bot.deps import deps
+from bot.errors import tell_user
 from bot.replies import Context, ack, say, user_id
 from bot.views import start as start_view
 
@@ -17,11 +18,16 @@ Handler = Callable[[Update, Context], Awaitable[None]]
 
 
 def dialog_step(fn: Callable[[Update, Context], Awaitable[object]]) -> Handler:
-    """A dialog callback: returns the next state, and nothing after it handles the update."""
+    """A dialog callback: returns the next state, and nothing after it handles the update. If it
+    fails, the user is told (`bot.errors`) and stays at the same question."""
 
     @functools.wraps(fn)
     async def step(update: Update, context: Context) -> None:
-        state = await fn(update, context)
+        try:
+            state = await fn(update, context)
+        except Exception as err:
+            await tell_user(update, context, err)
+            raise ApplicationHandlerStop from None
         raise ApplicationHandlerStop(state)
 
     return step

@@ -13,6 +13,10 @@ from telegram.ext import Application
 
 from bot.app import set_commands
 from bot.delivery import DeliveryWorker
+from bot.deps import BotDeps
+from bot.notices import blocked_handler, renderer
+from bot.pace import SendPace
+from infra.runtime import Services
 
 log = logging.getLogger("vanta.bot")
 
@@ -48,3 +52,19 @@ async def run_bot(
             if delivery is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await delivery  # re-raises the worker's failure, if that is why we stopped
+
+
+def delivery_worker(
+    app: Application[Any, Any, Any, Any, Any, Any], services: Services, *, only_chats: list[int] | None = None
+) -> DeliveryWorker:
+    """The outbox's delivery worker on the app's bot, at the configured pace."""
+    settings = services.settings
+    deps: BotDeps = app.bot_data["vanta_deps"]
+    return DeliveryWorker(
+        services.pool,
+        app.bot,
+        SendPace(settings.telegram_max_msgs_per_s, settings.telegram_chat_interval_s),
+        render=renderer(deps),
+        on_blocked=blocked_handler(deps),
+        only_chats=only_chats,
+    )
