@@ -47,8 +47,9 @@ def _p99_ms(samples: list[float]) -> float:
 
 async def _run() -> dict[str, float]:
     from execution.copy.engine import CopyEngine, EngineConfig
-    from execution.copy.follows import add_follow, ensure_profile
+    from execution.copy.follows import add_follow
     from execution.copy.model import FollowConfig, SizingMode
+    from execution.copy.profiles import ensure_profile
     from execution.venues.paper import DictPriceFeed, PaperVenue
     from infra import db, embedded
     from infra.settings import get_settings

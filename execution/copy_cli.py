@@ -163,8 +163,9 @@ def follow_add(
     allow: list[int] = typer.Option([], help="only these pair indexes (repeatable)"),
 ) -> None:
     """Follow a leader (replacing an existing follow of the same leader by this profile)."""
-    from execution.copy.follows import add_follow, ensure_profile
+    from execution.copy.follows import add_follow
     from execution.copy.model import FollowConfig, SizingMode
+    from execution.copy.profiles import ensure_profile
     from infra.runtime import open_services
 
     try:

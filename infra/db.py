@@ -81,12 +81,14 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
     # asyncpg prepares every statement; after five runs PostgreSQL may switch to a generic plan,
     # which for `id = ANY($1)` cannot see the array and picks a sequential scan: the copy fan-out
     # then slowed by 20 ms per 1,000 journal rows. Custom plans see the array and use the keys.
+    # Sessions run in UTC whatever the server's default: a date or timestamp that SQL derives
+    # (`::date`, `date_trunc`, displayed times) means the same day in every process.
     pool = await asyncpg.create_pool(
         url,
         min_size=min_size,
         max_size=max_size,
         command_timeout=60,
-        server_settings={"plan_cache_mode": "force_custom_plan"},
+        server_settings={"plan_cache_mode": "force_custom_plan", "TimeZone": "UTC"},
     )
     assert pool is not None
     return pool

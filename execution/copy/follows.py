@@ -1,10 +1,9 @@
-"""Followers, their profiles and per-leader settings in PostgreSQL (`copytrader_profiles`,
-`copy_configurations`, `leader_follows`)."""
+"""Who copies whom with which settings in PostgreSQL (`leader_follows`, `copy_configurations`),
+read with their profiles as `Follow`s for the engine. Values arrive validated (`service.py`)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -71,75 +70,41 @@ async def follows_of_profile(conn: asyncpg.Connection, profile_id: int) -> list[
     return [_follow(r) for r in rows]
 
 
-async def ensure_profile(
-    conn: asyncpg.Connection,
-    *,
-    telegram_user_id: int | None,
-    name: str,
-    venue: str,
-    equity_usdc: int | None,
-    wallet_address: str | None = None,
-    daily_loss_limit_usdc: int | None = None,
-    max_drawdown_pct: Decimal | None = None,
-    max_total_exposure_usdc: int | None = None,
-) -> int:
-    """The profile `name` of this user, created (with the user) if new; its id."""
-    async with conn.transaction():
-        user_id = await conn.fetchval(
-            "INSERT INTO users (telegram_user_id) VALUES ($1) ON CONFLICT (telegram_user_id) DO UPDATE "
-            "SET telegram_user_id = EXCLUDED.telegram_user_id RETURNING id",
-            telegram_user_id,
-        )
-        return await conn.fetchval(
-            """
-            INSERT INTO copytrader_profiles (user_id, name, venue, wallet_address, equity_usdc, peak_equity_usdc,
-                daily_loss_limit_usdc, max_drawdown_pct, max_total_exposure_usdc)
-            VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8)
-            ON CONFLICT (user_id, name) DO UPDATE SET venue = EXCLUDED.venue
-            RETURNING id
-            """,
-            user_id,
-            name,
-            venue,
-            wallet_address.lower() if wallet_address else None,
-            equity_usdc,
-            daily_loss_limit_usdc,
-            max_drawdown_pct,
-            max_total_exposure_usdc,
-        )
-
-
-async def add_follow(conn: asyncpg.Connection, profile_id: int, leader: str, config: FollowConfig) -> int:
-    """Follow `leader` with `config`; an existing live follow of the same leader is replaced."""
+async def _insert_config(conn: asyncpg.Connection, profile_id: int, config: FollowConfig) -> int:
     values: dict[str, Any] = asdict(config)
     values["sizing_mode"] = config.sizing_mode.value
     values["pair_allow"] = sorted(config.pair_allow) if config.pair_allow is not None else None
     values["pair_block"] = sorted(config.pair_block)
-    async with conn.transaction():
-        config_id = await conn.fetchval(
-            """
+    return await conn.fetchval(
+        """
             INSERT INTO copy_configurations (profile_id, sizing_mode, fixed_collateral_usdc, equity_pct, multiplier,
                 per_trade_cap_usdc, leverage_cap, max_position_usdc, pair_allow, pair_block, side_filter, reverse,
                 copy_tp_sl, copy_existing, slippage_bps, regime_guard)
             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) RETURNING id
             """,
-            profile_id,
-            values["sizing_mode"],
-            values["fixed_collateral_usdc"],
-            values["equity_pct"],
-            values["multiplier"],
-            values["per_trade_cap_usdc"],
-            values["leverage_cap"],
-            values["max_position_usdc"],
-            values["pair_allow"],
-            values["pair_block"],
-            values["side_filter"],
-            values["reverse"],
-            values["copy_tp_sl"],
-            values["copy_existing"],
-            values["slippage_bps"],
-            values["regime_guard"],
-        )
+        profile_id,
+        values["sizing_mode"],
+        values["fixed_collateral_usdc"],
+        values["equity_pct"],
+        values["multiplier"],
+        values["per_trade_cap_usdc"],
+        values["leverage_cap"],
+        values["max_position_usdc"],
+        values["pair_allow"],
+        values["pair_block"],
+        values["side_filter"],
+        values["reverse"],
+        values["copy_tp_sl"],
+        values["copy_existing"],
+        values["slippage_bps"],
+        values["regime_guard"],
+    )
+
+
+async def add_follow(conn: asyncpg.Connection, profile_id: int, leader: str, config: FollowConfig) -> int:
+    """Follow `leader` with `config`; an existing live follow of the same leader is replaced."""
+    async with conn.transaction():
+        config_id = await _insert_config(conn, profile_id, config)
         await conn.execute(
             "UPDATE leader_follows SET status = 'stopped', unfollowed_at = now() "
             "WHERE profile_id = $1 AND leader_address = $2 AND status <> 'stopped'",
@@ -160,3 +125,44 @@ async def stop_follow(conn: asyncpg.Connection, follow_id: int) -> bool:
         follow_id,
     )
     return done.endswith(" 1")
+
+
+async def replace_config(
+    conn: asyncpg.Connection, follow_id: int, profile_id: int, config: FollowConfig
+) -> None:
+    """New settings for a live follow (the old configuration row stays for the intents that used it)."""
+    async with conn.transaction():
+        config_id = await _insert_config(conn, profile_id, config)
+        await conn.execute("UPDATE leader_follows SET config_id = $2 WHERE id = $1", follow_id, config_id)
+
+
+async def stop_follows_of_profile(conn: asyncpg.Connection, profile_id: int) -> None:
+    await conn.execute(
+        "UPDATE leader_follows SET status = 'stopped', unfollowed_at = now() "
+        "WHERE profile_id = $1 AND status <> 'stopped'",
+        profile_id,
+    )
+
+
+async def follow(conn: asyncpg.Connection, follow_id: int) -> Follow | None:
+    """A live follow by id (its profile included), or None."""
+    rows = await conn.fetch(_FOLLOW_QUERY + " AND f.id = $1 AND p.deleted_at IS NULL", follow_id)
+    return _follow(rows[0]) if rows else None
+
+
+async def listing(
+    conn: asyncpg.Connection, telegram_user_id: int | None, profile_id: int | None
+) -> list[asyncpg.Record]:
+    """Live follows for people: a user's (all when None), optionally of one profile."""
+    return await conn.fetch(
+        "SELECT f.id, f.leader_address, f.status, f.followed_at, p.id AS profile_id, p.name AS profile, p.venue, "
+        "u.telegram_user_id, c.sizing_mode, c.fixed_collateral_usdc, c.equity_pct, c.multiplier, "
+        "c.per_trade_cap_usdc, c.leverage_cap, c.max_position_usdc, c.side_filter, c.reverse, c.copy_tp_sl, "
+        "c.copy_existing, c.slippage_bps, c.regime_guard, c.pair_allow, c.pair_block "
+        "FROM leader_follows f JOIN copytrader_profiles p ON p.id = f.profile_id "
+        "JOIN users u ON u.id = p.user_id JOIN copy_configurations c ON c.id = f.config_id "
+        "WHERE f.status <> 'stopped' AND p.deleted_at IS NULL "
+        "AND ($1::bigint IS NULL OR u.telegram_user_id = $1) AND ($2::bigint IS NULL OR p.id = $2) ORDER BY f.id",
+        telegram_user_id,
+        profile_id,
+    )

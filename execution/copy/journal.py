@@ -3,40 +3,47 @@ process at a time, resolved by asking the venue.
 
 - `intent_id(follower, leader event, action)` is deterministic, and the primary key: a second
   plan of the same copy inserts nothing and the first plan's size is what gets sent.
-- A process works an intent only while it holds the intent's session advisory lock; the lock
-  dies with the process (SIGKILL included), so another engine can take over at once, and two
-  engines never send the same intent concurrently.
+- A process works an intent only while its session holds the intent's advisory lock; the lock
+  dies with the session (SIGKILL or a lost connection included), so another engine can take over
+  at once, and two engines never send the same intent concurrently.
 - An intent is marked `sent` (committed) before the venue is called. Found later in `sent` or
   `unknown`, its outcome is looked up at the venue by the intent id; only if the venue has no
   record of it is it sent — a lookup, never a blind resend.
+- One open per follower and leader position (a unique index), whichever source announced it:
+  that row is also how a close that stopped waiting for its open keeps a late open from being
+  copied (`stop_waiting`).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 import asyncpg
 
-from execution.copy.model import CopyAction, Refusal
+from execution.copy.model import OPEN_STATES, CopyAction, IntentState, Refusal
 
-OPEN_STATES = ("planned", "sent", "unknown")
+_OPEN_STATES = [s.value for s in OPEN_STATES]
 
 
 def intent_id(profile_id: int, leader_event_id: str, action: CopyAction | str) -> str:
     return hashlib.sha256(f"{profile_id}|{leader_event_id}|{action}".encode()).hexdigest()[:32]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Intent:
+    """One copy of one leader event for one follower, as planned and as worked."""
+
     intent_id: str
     profile_id: int
-    follow_id: int
+    follow_id: int | None
     leader: str
     leader_event_id: str
     action: CopyAction
     venue: str
+    state: IntentState = IntentState.PLANNED
     refusal: Refusal | None = None
     pair_index: int | None = None
     side: str | None = None
@@ -49,70 +56,105 @@ class Intent:
     sl: Decimal | None = None
     leader_collateral_usdc: int | None = None
     leader_closed_usdc: int | None = None
+    error: str | None = None
+    # What sending needs beyond the row: the venue account, the follow's slippage bound.
+    account: str = ""
+    slippage_bps: int = 50
+    attempts: int = 0
+    created_at: datetime | None = None
+    # Written as `sent` by this session a moment ago and not sent yet: no lookup needed.
+    fresh: bool = False
+
+    def __post_init__(self) -> None:
+        if self.refusal is not None and self.state is IntentState.PLANNED:
+            self.state = IntentState.REFUSED
 
     @property
-    def state(self) -> str:
-        return "refused" if self.refusal else "planned"
+    def waits_for_open(self) -> bool:
+        """A close or TP/SL update planned before the follower's copy of the open settled."""
+        return (
+            self.state is IntentState.PLANNED
+            and self.action is not CopyAction.OPEN
+            and self.position_ref is None
+        )
 
 
 _COLUMNS = (
     "intent_id, profile_id, follow_id, leader_address, leader_event_id, action, state, refusal_reason, "
     "pair_index, side, collateral_usdc, leverage, requested_price, venue, position_ref, "
-    "leader_position_key, tp, sl, leader_collateral_usdc, leader_closed_usdc"
+    "leader_position_key, tp, sl, leader_collateral_usdc, leader_closed_usdc, error, attempts"
 )
 _TYPES = (
-    "text[], bigint[], bigint[], text[], text[], text[], text[], text[], integer[], text[], bigint[], "
-    "numeric[], numeric[], text[], text[], text[], numeric[], numeric[], bigint[], bigint[]"
+    "text[]",
+    "bigint[]",
+    "bigint[]",
+    "text[]",
+    "text[]",
+    "text[]",
+    "text[]",
+    "text[]",
+    "integer[]",
+    "text[]",
+    "bigint[]",
+    "numeric[]",
+    "numeric[]",
+    "text[]",
+    "text[]",
+    "text[]",
+    "numeric[]",
+    "numeric[]",
+    "bigint[]",
+    "bigint[]",
+    "text[]",
+    "integer[]",
+)
+_PLAN = (
+    f"INSERT INTO copy_intents ({_COLUMNS}) SELECT * FROM unnest("
+    + ", ".join(f"${k + 1}::{t}" for k, t in enumerate(_TYPES))
+    + ") ON CONFLICT DO NOTHING RETURNING intent_id"
 )
 
 
-async def plan(conn: asyncpg.Connection, intents: list[Intent]) -> list[str]:
-    """Write intents (planned or refused) in one statement; returns the ids that were new."""
+async def plan(conn: asyncpg.Connection, intents: list[Intent]) -> set[str]:
+    """Write intents (planned, refused, or `sent` when this session holds their locks and sends
+    them next) in one statement; returns the ids that were new."""
     if not intents:
-        return []
-    columns = list(
-        zip(
-            *[
-                (
-                    i.intent_id,
-                    i.profile_id,
-                    i.follow_id,
-                    i.leader,
-                    i.leader_event_id,
-                    i.action.value,
-                    i.state,
-                    i.refusal.value if i.refusal else None,
-                    i.pair_index,
-                    i.side,
-                    i.collateral_usdc,
-                    i.leverage,
-                    i.requested_price,
-                    i.venue,
-                    i.position_ref,
-                    i.leader_position_key,
-                    i.tp,
-                    i.sl,
-                    i.leader_collateral_usdc,
-                    i.leader_closed_usdc,
-                )
-                for i in intents
-            ],
-            strict=True,
+        return set()
+    columns: list[list[object]] = [[] for _ in _TYPES]
+    for i in intents:
+        row = (
+            i.intent_id,
+            i.profile_id,
+            i.follow_id,
+            i.leader,
+            i.leader_event_id,
+            i.action.value,
+            i.state.value,
+            i.refusal.value if i.refusal else None,
+            i.pair_index,
+            i.side,
+            i.collateral_usdc,
+            i.leverage,
+            i.requested_price,
+            i.venue,
+            i.position_ref,
+            i.leader_position_key,
+            i.tp,
+            i.sl,
+            i.leader_collateral_usdc,
+            i.leader_closed_usdc,
+            i.error,
+            i.attempts,
         )
-    )
-    n = len(columns)
-    placeholders = ", ".join(f"${k + 1}::{t.strip()}" for k, t in enumerate(_TYPES.split(",")))
-    assert n == len(_TYPES.split(","))
-    rows = await conn.fetch(
-        f"INSERT INTO copy_intents ({_COLUMNS}) SELECT * FROM unnest({placeholders}) "
-        "ON CONFLICT DO NOTHING RETURNING intent_id",
-        *[list(c) for c in columns],
-    )
-    return [r["intent_id"] for r in rows]
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return {r["intent_id"] for r in await conn.fetch(_PLAN, *columns)}
 
 
 async def claim(lock_conn: asyncpg.Connection, ids: list[str]) -> list[str]:
     """The ids whose advisory lock this session got (others are being worked elsewhere)."""
+    if not ids:
+        return []
     rows = await lock_conn.fetch(
         "SELECT id FROM unnest($1::text[]) AS t(id) WHERE pg_try_advisory_lock(hashtextextended(id, 7))", ids
     )
@@ -126,38 +168,207 @@ async def release(lock_conn: asyncpg.Connection, ids: list[str]) -> None:
         )
 
 
-async def workable(conn: asyncpg.Connection, ids: list[str]) -> list[asyncpg.Record]:
+def _intent(r: asyncpg.Record) -> Intent:
+    return Intent(
+        intent_id=r["intent_id"],
+        profile_id=r["profile_id"],
+        follow_id=r["follow_id"],
+        leader=r["leader_address"],
+        leader_event_id=r["leader_event_id"],
+        action=CopyAction(r["action"]),
+        venue=r["venue"],
+        state=IntentState(r["state"]),
+        refusal=Refusal(r["refusal_reason"]) if r["refusal_reason"] else None,
+        pair_index=r["pair_index"],
+        side=r["side"],
+        collateral_usdc=r["collateral_usdc"],
+        leverage=r["leverage"],
+        requested_price=r["requested_price"],
+        position_ref=r["position_ref"],
+        leader_position_key=r["leader_position_key"],
+        tp=r["tp"],
+        sl=r["sl"],
+        leader_collateral_usdc=r["leader_collateral_usdc"],
+        leader_closed_usdc=r["leader_closed_usdc"],
+        error=r["error"],
+        account=r["wallet_address"] or str(r["profile_id"]),  # the paper venue books by profile
+        slippage_bps=r["slippage_bps"],
+        attempts=r["attempts"],
+        created_at=r["created_at"],
+    )
+
+
+async def workable(conn: asyncpg.Connection, ids: list[str]) -> list[Intent]:
     """Fresh states of claimed intents that still need work (read after the lock was taken)."""
-    return await conn.fetch(
+    if not ids:
+        return []
+    rows = await conn.fetch(
         "SELECT i.*, coalesce(c.slippage_bps, 50) AS slippage_bps, p.wallet_address FROM copy_intents i "
         "JOIN copytrader_profiles p ON p.id = i.profile_id "
         "LEFT JOIN leader_follows f ON f.id = i.follow_id LEFT JOIN copy_configurations c ON c.id = f.config_id "
         "WHERE i.intent_id = ANY($1::text[]) AND i.state = ANY($2::text[])",
         ids,
-        list(OPEN_STATES),
+        _OPEN_STATES,
     )
+    return [_intent(r) for r in rows]
 
 
-async def opens_in_flight(
+async def position_opens(
     conn: asyncpg.Connection, profile_ids: list[int], leader_position_keys: list[str]
-) -> set[tuple[int, str]]:
-    """(profile, leader position) pairs whose copy of the open is planned, sent or unknown."""
+) -> dict[tuple[int, str], IntentState]:
+    """The state of each follower's open intent for these leader positions (absent: none yet)."""
     rows = await conn.fetch(
-        "SELECT profile_id, leader_position_key FROM copy_intents WHERE action = 'open' "
-        "AND state = ANY($3::text[]) AND profile_id = ANY($1::bigint[]) AND leader_position_key = ANY($2::text[])",
+        "SELECT profile_id, leader_position_key, state FROM copy_intents WHERE action = 'open' "
+        "AND profile_id = ANY($1::bigint[]) AND leader_position_key = ANY($2::text[])",
         profile_ids,
         leader_position_keys,
-        list(OPEN_STATES),
     )
-    return {(r["profile_id"], r["leader_position_key"]) for r in rows}
+    return {(r["profile_id"], r["leader_position_key"]): IntentState(r["state"]) for r in rows}
 
 
-async def mark(conn: asyncpg.Connection, ids: list[str], state: str, *, error: str | None = None) -> None:
+async def waiting_for(
+    conn: asyncpg.Connection, profile_ids: list[int], leader_position_keys: list[str]
+) -> list[str]:
+    """Closes and TP/SL updates of these positions waiting for their open."""
+    rows = await conn.fetch(
+        "SELECT intent_id, profile_id, leader_position_key FROM copy_intents "
+        "WHERE state = 'planned' AND action <> 'open' AND position_ref IS NULL "
+        "AND profile_id = ANY($1::bigint[]) AND leader_position_key = ANY($2::text[])",
+        profile_ids,
+        leader_position_keys,
+    )
+    wanted = set(zip(profile_ids, leader_position_keys, strict=True))
+    return [r["intent_id"] for r in rows if (r["profile_id"], r["leader_position_key"]) in wanted]
+
+
+async def bind(conn: asyncpg.Connection, bound: list[Intent]) -> None:
+    """Waiting intents whose open settled: the position they act on and their size."""
+    if bound:
+        await conn.execute(
+            "UPDATE copy_intents i SET position_ref = b.ref, collateral_usdc = b.amount, side = b.side, "
+            "updated_at = now() FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) "
+            "AS b(id, ref, amount, side) WHERE i.intent_id = b.id",
+            [i.intent_id for i in bound],
+            [i.position_ref for i in bound],
+            [i.collateral_usdc for i in bound],
+            [i.side for i in bound],
+        )
+
+
+async def touch(conn: asyncpg.Connection, ids: list[str]) -> None:
+    """Still waiting: moved to the back of the sweep's queue."""
+    if ids:
+        await conn.execute(
+            "UPDATE copy_intents SET updated_at = now() WHERE intent_id = ANY($1::text[])", ids
+        )
+
+
+async def refuse(conn: asyncpg.Connection, ids: list[str], reason: Refusal) -> None:
+    if ids:
+        await conn.execute(
+            "UPDATE copy_intents SET state = 'refused', refusal_reason = $2, updated_at = now() "
+            "WHERE intent_id = ANY($1::text[]) AND state = 'planned'",
+            ids,
+            reason.value,
+        )
+
+
+async def stop_waiting(conn: asyncpg.Connection, waiting: Intent, tombstone_id: str) -> bool:
+    """A close that waited its bound for an open: refused, and its leader position barred from
+    copying (a refused open intent takes the position's one open slot). False when an open got
+    there first: the close then keeps waiting for it."""
+    placed = await conn.fetchval(
+        "INSERT INTO copy_intents (intent_id, profile_id, follow_id, leader_address, leader_event_id, action, "
+        "state, refusal_reason, pair_index, venue, leader_position_key) "
+        "VALUES ($1, $2, $3, $4, $5, 'open', 'refused', $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING 1",
+        tombstone_id,
+        waiting.profile_id,
+        waiting.follow_id,
+        waiting.leader,
+        f"unseen-open-of:{waiting.leader_event_id}",
+        Refusal.OPEN_NOT_SEEN.value,
+        waiting.pair_index,
+        waiting.venue,
+        waiting.leader_position_key,
+    )
+    if placed is None:
+        return False
+    await refuse(conn, [waiting.intent_id], Refusal.OPEN_NOT_SEEN)
+    return True
+
+
+async def mark_sent(conn: asyncpg.Connection, ids: list[str]) -> None:
+    """Committed before the venue is called; each send counts as an attempt."""
+    if ids:
+        await conn.execute(
+            "UPDATE copy_intents SET state = 'sent', attempts = attempts + 1, updated_at = now() "
+            "WHERE intent_id = ANY($1::text[])",
+            ids,
+        )
+
+
+async def mark(
+    conn: asyncpg.Connection, ids: list[str], state: IntentState, *, error: str | None = None
+) -> None:
     if ids:
         await conn.execute(
             "UPDATE copy_intents SET state = $2, error = coalesce($3, error), updated_at = now() "
             "WHERE intent_id = ANY($1::text[])",
             ids,
-            state,
+            state.value,
             error,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the venue said about an intent, as the journal stores it."""
+
+    intent_id: str
+    state: IntentState
+    fill_price: Decimal | None = None
+    fee_usdc: int | None = None
+    pnl_usdc: int | None = None
+    venue_order_ref: str | None = None
+    error: str | None = None
+
+
+async def settle(conn: asyncpg.Connection, outcomes: list[Outcome]) -> None:
+    if outcomes:
+        await conn.execute(
+            "UPDATE copy_intents i SET state = o.state, fill_price = o.price, fee_usdc = o.fee, pnl_usdc = o.pnl, "
+            "venue_order_ref = o.ref, error = coalesce(o.error, i.error), updated_at = now() "
+            "FROM unnest($1::text[], $2::text[], $3::numeric[], $4::bigint[], $5::bigint[], $6::text[], $7::text[]) "
+            "AS o(id, state, price, fee, pnl, ref, error) WHERE i.intent_id = o.id",
+            [o.intent_id for o in outcomes],
+            [o.state.value for o in outcomes],
+            [o.fill_price for o in outcomes],
+            [o.fee_usdc for o in outcomes],
+            [o.pnl_usdc for o in outcomes],
+            [o.venue_order_ref for o in outcomes],
+            [o.error for o in outcomes],
+        )
+
+
+async def stale(conn: asyncpg.Connection, venue: str, idle_s: float, limit: int) -> list[str]:
+    """Unfinished intents nobody touched for `idle_s`, oldest first (the recovery sweep's work)."""
+    rows = await conn.fetch(
+        "SELECT intent_id FROM copy_intents WHERE state = ANY($1::text[]) AND venue = $2 "
+        "AND updated_at < now() - make_interval(secs => $3) ORDER BY updated_at LIMIT $4",
+        _OPEN_STATES,
+        venue,
+        idle_s,
+        limit,
+    )
+    return [r["intent_id"] for r in rows]
+
+
+async def in_flight(conn: asyncpg.Connection, profile_id: int) -> bool:
+    """Whether any copy of this profile is still being worked (reconciliation waits for it)."""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM copy_intents WHERE profile_id = $1 AND state = ANY($2::text[]))",
+            profile_id,
+            _OPEN_STATES,
+        )
+    )

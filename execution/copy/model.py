@@ -6,8 +6,8 @@ in `copy_intents.refusal_reason` and shown to the follower; nothing is ever sile
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import Decimal
+from dataclasses import dataclass, fields
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
 from data.events import Side
@@ -42,6 +42,8 @@ class Refusal(StrEnum):
     TP_SL_NOT_COPIED = "tp_sl_not_copied"
     REGIME_RED = "regime_red"
     REGIME_UNKNOWN = "regime_unknown"
+    INVALID_FOLLOW_SETTINGS = "invalid_follow_settings"  # a stored setting the rules cannot apply
+    OPEN_NOT_SEEN = "open_not_seen"  # a close waited its bound for an open that never came
 
 
 class CopyAction(StrEnum):
@@ -49,6 +51,27 @@ class CopyAction(StrEnum):
     CLOSE = "close"
     PARTIAL_CLOSE = "partial_close"
     UPDATE_TP_SL = "update_tp_sl"
+
+
+class IntentState(StrEnum):
+    PLANNED = "planned"  # written, not sent (a close may be waiting for its open)
+    REFUSED = "refused"  # a rule said no, with a `Refusal`
+    SENT = "sent"  # marked before the venue is called: found later, it is looked up, not resent
+    FILLED = "filled"
+    REJECTED = "rejected"  # the venue said no
+    UNKNOWN = "unknown"  # the venue call failed or has not settled: looked up later
+    RESOLVED = "resolved"  # the outcome was learnt by asking the venue after a crash
+    FAILED = "failed"  # could not be worked (its values break the venue or the books): never retried
+
+
+# Not final: some engine still has to bring these to an end.
+OPEN_STATES = frozenset({IntentState.PLANNED, IntentState.SENT, IntentState.UNKNOWN})
+
+
+class ProfileStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"  # by the follower, or by a limit (daily loss, drawdown): closes still mirrored
+    STOPPED = "stopped"  # no new copies; closes of open copies still mirrored
 
 
 @dataclass(frozen=True)
@@ -102,3 +125,55 @@ class SizedOpen:
     @property
     def notional_usdc(self) -> int:
         return int(self.collateral_usdc * self.leverage)
+
+
+# The ranges each setting lies in (money in micro-USDC). The service refuses anything else where
+# it enters, the database's CHECK constraints say the same, and the engine refuses to apply a
+# stored value outside them (a row written before the constraints): one table for all three.
+FOLLOW_BOUNDS: dict[str, tuple[Decimal, Decimal]] = {
+    "fixed_collateral_usdc": (Decimal(1), Decimal(10**13)),  # 10 M USDC a trade
+    "per_trade_cap_usdc": (Decimal(1), Decimal(10**13)),
+    "max_position_usdc": (Decimal(1), Decimal(10**15)),  # notional, 1 B USDC
+    "equity_pct": (Decimal("1e-18"), Decimal(100)),  # more than zero
+    "multiplier": (Decimal("1e-18"), Decimal(100)),
+    "leverage_cap": (Decimal(1), Decimal(1000)),
+    "slippage_bps": (Decimal(0), Decimal(10_000)),
+}
+PROFILE_BOUNDS: dict[str, tuple[Decimal, Decimal]] = {
+    "equity_usdc": (Decimal(0), Decimal(10**15)),
+    "daily_loss_limit_usdc": (Decimal(1), Decimal(10**15)),
+    "max_drawdown_pct": (Decimal("0.0001"), Decimal(100)),
+    "max_total_exposure_usdc": (Decimal(1), Decimal(10**15)),
+}
+
+
+def out_of_bounds(name: str, value: object, bounds: dict[str, tuple[Decimal, Decimal]]) -> str | None:
+    """Why a stored or given value cannot be applied, or None if it can."""
+    if value is None:
+        return None
+    low, high = bounds[name]
+    if type(value) is int:  # the common case, kept cheap: the engine asks for every follow
+        return None if low <= value <= high else f"{name} {value} is outside {low}..{high}"
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return f"{name} is not a number: {value!r}"
+    if not number.is_finite():
+        return f"{name} is {value}"
+    if not low <= number <= high:
+        return f"{name} {value} is outside {low}..{high}"
+    return None
+
+
+def follow_problem(follow: Follow) -> str | None:
+    """The first setting of a follow (or its profile) that the rules cannot apply."""
+    for f in fields(FollowConfig):
+        if f.name in FOLLOW_BOUNDS:
+            problem = out_of_bounds(f.name, getattr(follow.config, f.name), FOLLOW_BOUNDS)
+            if problem:
+                return problem
+    for name in PROFILE_BOUNDS:
+        problem = out_of_bounds(name, getattr(follow.profile, name), PROFILE_BOUNDS)
+        if problem:
+            return problem
+    return None

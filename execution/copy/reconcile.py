@@ -19,8 +19,9 @@ from enum import StrEnum
 
 import asyncpg
 
-from execution.copy import journal
+from execution.copy import journal, notices, positions, profiles
 from execution.copy.model import CopyAction
+from execution.copy.notices import Notice, NoticeKind
 from execution.venues.base import Venue, VenueOrder, VenuePosition
 from infra.logs import log_fields
 from infra.metrics import counter
@@ -54,11 +55,8 @@ class _Profile:
 
 
 async def reconcile(pool: asyncpg.Pool, venue: Venue, *, fix: bool = False) -> list[Drift]:
-    rows = await pool.fetch(
-        "SELECT id, user_id, wallet_address FROM copytrader_profiles WHERE venue = $1 AND status <> 'stopped' "
-        "ORDER BY id",
-        venue.name,
-    )
+    async with pool.acquire() as conn:
+        rows = await profiles.on_venue(conn, venue.name)
     drifts: list[Drift] = []
     for r in rows:
         profile = _Profile(r["id"], r["user_id"], r["wallet_address"] or str(r["id"]))
@@ -67,23 +65,16 @@ async def reconcile(pool: asyncpg.Pool, venue: Venue, *, fix: bool = False) -> l
 
 
 async def _in_flight(pool: asyncpg.Pool, profile_id: int) -> bool:
-    return bool(
-        await pool.fetchval(
-            "SELECT count(*) FROM copy_intents WHERE profile_id = $1 AND state = ANY($2::text[])",
-            profile_id,
-            list(journal.OPEN_STATES),
-        )
-    )
+    async with pool.acquire() as conn:
+        return await journal.in_flight(conn, profile_id)
 
 
 async def _reconcile_profile(pool: asyncpg.Pool, venue: Venue, profile: _Profile, fix: bool) -> list[Drift]:
     if await _in_flight(pool, profile.id):
         return []
     on_venue = {p.position_ref: p for p in await venue.open_positions(profile.account)}
-    booked = await pool.fetch(
-        "SELECT id, venue_position_ref, collateral_usdc FROM copy_positions WHERE profile_id = $1 AND status = 'open'",
-        profile.id,
-    )
+    async with pool.acquire() as conn:
+        booked = await positions.open_of_profile(conn, profile.id)
     if await _in_flight(pool, profile.id):  # the engine started on it while we were reading
         return []
     drifts: list[Drift] = []
@@ -98,15 +89,10 @@ async def _reconcile_profile(pool: asyncpg.Pool, venue: Venue, profile: _Profile
                 await _apply(pool, profile, DriftKind.SIZE_CHANGED, held.position_ref, b, held, fix)
             )
     for held in on_venue.values():
-        closed = await pool.fetchrow(
-            "SELECT id, venue_position_ref, collateral_usdc FROM copy_positions WHERE profile_id = $1 "
-            "AND venue_position_ref = $2 AND status = 'closed' AND side = $3 AND entry_price = $4 "
-            "ORDER BY id DESC LIMIT 1",
-            profile.id,
-            held.position_ref,
-            held.side.value,
-            held.entry_price,
-        )
+        async with pool.acquire() as conn:
+            closed = await positions.last_closed_matching(
+                conn, profile.id, held.position_ref, held.side.value, held.entry_price
+            )
         kind = DriftKind.STILL_OPEN_ON_VENUE if closed is not None else DriftKind.UNTRACKED
         drift = await _apply(pool, profile, kind, held.position_ref, closed, held, fix)
         if drift.fixed and kind is DriftKind.STILL_OPEN_ON_VENUE:
@@ -137,33 +123,27 @@ async def _apply(
     async with pool.acquire() as conn, conn.transaction():
         if fixable and kind is DriftKind.CLOSED_ON_VENUE:
             assert booked is not None
-            await conn.execute(
-                "UPDATE copy_positions SET status = 'closed', closed_at = now(), closed_by = 'venue' "
-                "WHERE id = $1 AND status = 'open'",
-                booked["id"],
-            )
+            await positions.close_by_venue(conn, booked["id"])
         elif fixable and kind is DriftKind.SIZE_CHANGED:
             assert booked is not None and held is not None
-            await conn.execute(
-                "UPDATE copy_positions SET collateral_usdc = $2 WHERE id = $1 AND status = 'open'",
-                booked["id"],
-                held.collateral_usdc,
-            )
-        text = {
-            DriftKind.CLOSED_ON_VENUE: f"Your copied position {ref} is no longer open on the venue",
-            DriftKind.SIZE_CHANGED: f"Your copied position {ref} changed size on the venue",
-            DriftKind.STILL_OPEN_ON_VENUE: f"Position {ref} is still open on the venue though its copy was closed",
-            DriftKind.UNTRACKED: f"Position {ref} on the venue is not a copy; Vanta leaves it alone",
-        }[kind]
-        await conn.execute(
-            "INSERT INTO notifications (user_id, kind, dedupe_key, text, payload) "
-            "VALUES ($1, 'drift', $2, $3, jsonb_build_object('position_ref', $4::text, 'drift', $5::text)) "
-            "ON CONFLICT (dedupe_key) DO NOTHING",
-            profile.user_id,
-            f"drift:{profile.id}:{kind.value}:{ref}:{booked['id'] if booked is not None else held.entry_price if held else ''}",
-            text + (" (journal corrected)" if fixable and kind is not DriftKind.STILL_OPEN_ON_VENUE else ""),
-            ref,
-            kind.value,
+            await positions.resize(conn, booked["id"], held.collateral_usdc)
+        which = booked["id"] if booked is not None else held.entry_price if held else ""
+        await notices.write(
+            conn,
+            [
+                Notice(
+                    profile.id,
+                    NoticeKind.DRIFT,
+                    f"drift:{profile.id}:{kind.value}:{ref}:{which}",
+                    {
+                        "position_ref": ref,
+                        "drift": kind.value,
+                        "journal_collateral_usdc": journal_usdc,
+                        "venue_collateral_usdc": venue_usdc,
+                        "corrected": fixable and kind is not DriftKind.STILL_OPEN_ON_VENUE,
+                    },
+                )
+            ],
         )
     return Drift(profile.id, kind, ref, journal_usdc, venue_usdc, fixable)
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from data.events import TradeEvent
 from data.pairs import Pair
-from execution.copy.model import Follow, Refusal, SizedOpen
+from execution.copy.model import Follow, Refusal, SizedOpen, follow_problem
 from execution.copy.sizing import copy_side, size_open
 
 
@@ -48,6 +48,8 @@ def check_open(follow: Follow, event: TradeEvent, pair: Pair | None, facts: Fact
     cfg = follow.config
     if facts.kill_switch:
         return Refusal.KILL_SWITCH
+    if follow_problem(follow) is not None:  # a stored value outside its bounds (NaN included)
+        return Refusal.INVALID_FOLLOW_SETTINGS
     if follow.profile.status != "active":
         return Refusal.PROFILE_PAUSED
     p = follow.profile

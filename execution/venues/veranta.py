@@ -248,19 +248,17 @@ class VerantaVenue:
         return await self._store(ref, found)
 
     async def _unaccounted_fill(self, row: asyncpg.Record) -> VenueResult | None:
-        """After the deadline, an open is found by the position it would have made."""
+        """After the deadline, an open is found by the position it would have made: one on its
+        pair and side that none of this venue's own settled orders accounts for."""
         if row["action"] != CopyAction.OPEN:
             return None  # a close that did not happen leaves the position: reconciliation sees it
-        booked = {
-            r["venue_position_ref"]
-            for r in await self.pool.fetch(
-                "SELECT venue_position_ref FROM copy_positions p JOIN copytrader_profiles f ON f.id = p.profile_id "
-                "WHERE lower(f.wallet_address) = $1 AND p.status = 'open'",
-                row["account"],
-            )
-        }
+        accounted = await self._accounted_positions(row["account"])
         for p in await self.open_positions(row["account"]):
-            if p.position_ref in booked or p.pair_index != row["pair_index"] or p.side.value != row["side"]:
+            if (
+                p.position_ref in accounted
+                or p.pair_index != row["pair_index"]
+                or p.side.value != row["side"]
+            ):
                 continue
             return VenueResult(
                 row["client_ref"],
@@ -271,6 +269,22 @@ class VerantaVenue:
                 position_ref=p.position_ref,
             )
         return None
+
+    async def _accounted_positions(self, account: str) -> set[str]:
+        """Positions our filled orders opened and did not close since (Avantis reuses a trade
+        index once its position is closed: a later position there is not ours until shown)."""
+        rows = await self.pool.fetch(
+            "SELECT action, outcome->>'position_ref' AS ref FROM veranta_orders WHERE account = $1 "
+            "AND outcome->>'status' = 'filled' AND outcome->>'position_ref' IS NOT NULL ORDER BY created_at",
+            account.lower(),
+        )
+        accounted: set[str] = set()
+        for r in rows:
+            if r["action"] == CopyAction.OPEN:
+                accounted.add(r["ref"])
+            elif r["action"] == CopyAction.CLOSE:
+                accounted.discard(r["ref"])
+        return accounted
 
     async def lookup(self, client_refs: list[str]) -> dict[str, VenueResult]:
         rows = await self.pool.fetch(

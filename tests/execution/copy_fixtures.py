@@ -10,8 +10,9 @@ import asyncpg
 
 from data.events import EventKind, Side, TradeEvent
 from data.pairs import builtin_catalogue
-from execution.copy.follows import add_follow, ensure_profile
+from execution.copy.follows import add_follow
 from execution.copy.model import FollowConfig, SizingMode
+from execution.copy.profiles import ensure_profile
 
 LEADER = "0x" + "ab" * 20
 CATALOGUE = builtin_catalogue()

@@ -18,9 +18,10 @@ from data.pairs import builtin_catalogue
 from data.sources.chain.indexer import Indexer, IndexerConfig
 from data.sources.chain.rpc import ChainRpc
 from execution.copy.engine import CopyEngine, EngineConfig, LastPriceFeed
-from execution.copy.follows import add_follow, ensure_profile
+from execution.copy.follows import add_follow
 from execution.copy.leader_equity import ChainLeaderEquity
 from execution.copy.model import FollowConfig, SizingMode
+from execution.copy.profiles import ensure_profile
 from infra.bus import connect
 from tests.execution.onchain_fixtures import (
     CHAIN_ID,

@@ -124,6 +124,7 @@ REFUSALS = [
     (Refusal.MAX_DRAWDOWN, {}, {}, {"equity_usdc": 8_000_000_000, "max_drawdown_pct": Decimal(20)}),
     (Refusal.REGIME_RED, {"regime_guard": True}, {"regime": "red"}, {}),
     (Refusal.REGIME_UNKNOWN, {"regime_guard": True}, {"regime": None}, {}),
+    (Refusal.INVALID_FOLLOW_SETTINGS, {"leverage_cap": Decimal("NaN")}, {}, {}),
 ]
 
 
@@ -151,7 +152,7 @@ def test_each_refusal_reason(reason: Refusal, config: dict, facts: dict, profile
 
 
 def test_every_open_refusal_has_a_row() -> None:
-    close_only = {Refusal.NO_COPIED_POSITION, Refusal.TP_SL_NOT_COPIED}
+    close_only = {Refusal.NO_COPIED_POSITION, Refusal.TP_SL_NOT_COPIED, Refusal.OPEN_NOT_SEEN}
     assert {r[0] for r in REFUSALS} == set(Refusal) - close_only
 
 
