@@ -15,13 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import ParamSpec
+from typing import TYPE_CHECKING, ParamSpec
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
-from matplotlib.ticker import PercentFormatter
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 P = ParamSpec("P")
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vanta-chart")
@@ -35,8 +32,18 @@ async def render(chart: Callable[P, bytes], *args: P.args, **kwargs: P.kwargs) -
     return await loop.run_in_executor(_POOL, lambda: chart(*args, **kwargs))
 
 
-def _png(fig: Figure) -> bytes:
+def _figure(width: float, height: float) -> Figure:
+    """A figure of its own (no pyplot state: safe in threads); matplotlib loads on first use, so
+    the bot starts without it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
@@ -51,7 +58,9 @@ def equity_png(
     zero_line: bool = True,
 ) -> bytes:
     """A step line of equity (or cumulative PnL) over time; the area under water shaded red."""
-    fig = Figure(figsize=(8, 4), dpi=100)
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    fig = _figure(8, 4)
     ax = fig.add_subplot()
     if points:
         xs = [t for t, _ in points]
@@ -86,8 +95,11 @@ _TREND_MARK = {"bullish": "▲", "bearish": "▼", "neutral": "►"}
 def regime_png(points: Sequence[RegimePoint], *, title: str = "Market regime by pair") -> bytes:
     """One bar per pair: its volatility, colored by its regime, labelled with the trend and the
     model's confidence. A pair without a volatility reading is drawn empty, never guessed."""
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import PercentFormatter
+
     rows = sorted(points, key=lambda p: p.pair, reverse=True)
-    fig = Figure(figsize=(8, max(2.5, 0.45 * len(rows) + 1.2)), dpi=100)
+    fig = _figure(8, max(2.5, 0.45 * len(rows) + 1.2))
     ax = fig.add_subplot()
     if not rows:
         ax.text(0.5, 0.5, "the regime model has no answer", ha="center", va="center", transform=ax.transAxes)

@@ -22,33 +22,44 @@ from typing import Any
 
 import asyncpg
 
+DELIVERY_GAP = "delivery_gap"  # the bot's own kind: "a notice may not have reached you"
+
 
 @dataclass(frozen=True)
 class Notice:
+    """A notice as the engine stored it (a kind, its fields, a level), with who receives it."""
+
     id: int
     user_id: int
     chat_id: int | None  # the user's Telegram id; None when the user has no Telegram account
     kind: str
-    text: str
-    payload: dict[str, Any]
+    level: str
+    fields: dict[str, Any]
     created_at: datetime
+    notify_level: str = "info"  # the lowest level this user wants (`bot_user_settings`)
 
 
 def _notice(r: asyncpg.Record) -> Notice:
+    payload = r["payload"]
     return Notice(
         id=r["id"],
         user_id=r["user_id"],
         chat_id=r["chat_id"],
         kind=r["kind"],
-        text=r["text"],
-        payload=json.loads(r["payload"]) if isinstance(r["payload"], str) else dict(r["payload"] or {}),
+        level=r["level"],
+        fields=json.loads(payload) if isinstance(payload, str) else dict(payload or {}),
         created_at=r["created_at"],
+        notify_level=r["notify_level"] or "info",
     )
 
 
-_PENDING = """
-SELECT n.id, n.user_id, u.telegram_user_id AS chat_id, n.kind, n.text, n.payload, n.created_at
+_COLUMNS = (
+    "n.id, n.user_id, u.telegram_user_id AS chat_id, n.kind, n.level, n.payload, n.created_at, s.notify_level"
+)
+_PENDING = f"""
+SELECT {_COLUMNS}
 FROM notifications n JOIN users u ON u.id = n.user_id
+LEFT JOIN bot_user_settings s ON s.telegram_user_id = u.telegram_user_id
 WHERE n.status = 'pending' AND (n.not_before IS NULL OR n.not_before <= now())
   AND (u.telegram_user_id IS NULL OR NOT (u.telegram_user_id = ANY($2::bigint[])))
   AND ($3::bigint[] IS NULL OR u.telegram_user_id = ANY($3::bigint[]))
@@ -133,11 +144,17 @@ async def recover(conn: asyncpg.Connection, worker: str) -> list[Notice]:
     async with conn.transaction():
         rows = await conn.fetch(
             """
-            UPDATE notifications n SET status = 'unknown',
-                error = 'the sender stopped during the send: it may or may not have arrived'
-            FROM users u
-            WHERE u.id = n.user_id AND n.status = 'sending' AND n.claimed_by IS DISTINCT FROM $1
-            RETURNING n.id, n.user_id, u.telegram_user_id AS chat_id, n.kind, n.text, n.payload, n.created_at
+            WITH lost AS (
+                UPDATE notifications SET status = 'unknown',
+                    error = 'the sender stopped during the send: it may or may not have arrived'
+                WHERE status = 'sending' AND claimed_by IS DISTINCT FROM $1
+                RETURNING *
+            )
+            SELECT n.id, n.user_id, u.telegram_user_id AS chat_id, n.kind, n.level, n.payload, n.created_at,
+                   s.notify_level
+            FROM lost n JOIN users u ON u.id = n.user_id
+            LEFT JOIN bot_user_settings s ON s.telegram_user_id = u.telegram_user_id
+            ORDER BY n.id
             """,
             worker,
         )
@@ -146,25 +163,23 @@ async def recover(conn: asyncpg.Connection, worker: str) -> list[Notice]:
         for n in lost:
             by_user.setdefault(n.user_id, []).append(n)
         for user_id, notices in by_user.items():
-            ids = sorted(n.id for n in notices)
+            ids = [n.id for n in notices]
+            # The gap notice carries the lost notices themselves (the first few), so the user
+            # reads what they may have missed; it is delivered like any other notice.
+            fields = {
+                "notice_ids": ids,
+                "lost": [{"kind": n.kind, "fields": n.fields} for n in notices[:3]],
+                "count": len(notices),
+            }
             await conn.execute(
-                "INSERT INTO notifications (user_id, kind, dedupe_key, text, payload) "
-                "VALUES ($1, 'delivery_gap', $2, $3, $4::jsonb) ON CONFLICT (dedupe_key) DO NOTHING",
+                "INSERT INTO notifications (user_id, kind, level, dedupe_key, payload) "
+                "VALUES ($1, $2, 'warning', $3, $4::jsonb) ON CONFLICT (dedupe_key) DO NOTHING",
                 user_id,
+                DELIVERY_GAP,
                 f"gap:{ids[0]}:{ids[-1]}",
-                gap_text(notices),
-                json.dumps({"notice_ids": ids, "kinds": sorted({n.kind for n in notices})}),
+                json.dumps(fields),
             )
     return lost
-
-
-def gap_text(notices: list[Notice]) -> str:
-    first = notices[0].text.splitlines()[0] if notices[0].text else notices[0].kind
-    more = f" (and {len(notices) - 1} more)" if len(notices) > 1 else ""
-    return (
-        "Vanta restarted while sending you an alert, so it may not have arrived: "
-        f"“{first}”{more}. /status shows your copies as they stand."
-    )
 
 
 async def backlog(conn: asyncpg.Pool | asyncpg.Connection) -> dict[str, int]:

@@ -1,10 +1,14 @@
-"""Builders for the delivery tests: Telegram users and notices in the outbox."""
+"""Builders for the delivery tests: Telegram users and notices in the outbox, in the shape the copy
+engine writes them (a kind, its fields, a level)."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import asyncpg
+
+LEADER = "0x" + "ab" * 20
 
 
 async def telegram_users(pool: asyncpg.Pool, telegram_ids: list[int]) -> dict[int, int]:
@@ -17,14 +21,36 @@ async def telegram_users(pool: asyncpg.Pool, telegram_ids: list[int]) -> dict[in
     return {r["telegram_user_id"]: r["id"] for r in rows}
 
 
-async def add_notices(pool: asyncpg.Pool, notices: list[tuple[int, str]], kind: str = "fill") -> list[int]:
-    """(users.id, text) pairs written to the outbox in this order; their ids."""
-    rows = await pool.fetch(
-        "INSERT INTO notifications (user_id, kind, dedupe_key, text, payload) "
-        "SELECT u, $3, 'test:' || t, t, $4::jsonb FROM unnest($1::bigint[], $2::text[]) AS x(u, t) RETURNING id",
-        [u for u, _ in notices],
-        [t for _, t in notices],
-        kind,
-        json.dumps({}),
-    )
-    return [r["id"] for r in rows]
+def fill(n: int) -> dict[str, Any]:
+    """The fields of an open's fill notice; `n` micro-USDC of collateral makes each one unique."""
+    return {
+        "intent_id": f"i{n}",
+        "action": "open",
+        "leader": LEADER,
+        "pair": "BTC/USD",
+        "side": "long",
+        "collateral_usdc": 100_000_000 + n,
+        "leverage": "10",
+        "price": "60000",
+    }
+
+
+async def add_notices(
+    pool: asyncpg.Pool, notices: list[tuple[int, dict[str, Any]]], kind: str = "fill", level: str = "fill"
+) -> list[int]:
+    """(users.id, fields) pairs written to the outbox in this order; their ids."""
+    ids = []
+    async with pool.acquire() as conn, conn.transaction():
+        for k, (user_id, fields) in enumerate(notices):
+            ids.append(
+                await conn.fetchval(
+                    "INSERT INTO notifications (user_id, kind, level, dedupe_key, payload) "
+                    "VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING id",
+                    user_id,
+                    kind,
+                    level,
+                    f"test:{user_id}:{k}:{fields.get('intent_id', k)}",
+                    json.dumps(fields),
+                )
+            )
+    return ids

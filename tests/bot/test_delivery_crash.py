@@ -5,6 +5,7 @@ lost, never pending forever). The bot token never appears in the process's logs.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,7 +16,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.bot.outbox_fixtures import add_notices, telegram_users
+from bot.notices import text_of
+from tests.bot.outbox_fixtures import add_notices, fill, telegram_users
 from tests.fakes.telegram_api import FakeTelegram
 from tests.waiting import until
 
@@ -46,7 +48,7 @@ async def test_sigkill_mid_delivery_sends_none_twice_and_loses_none_silently(
     pool = migrated_pool
     chats = list(range(900_001, 900_051))
     users = await telegram_users(pool, chats)
-    notices = [(users[chats[i % 50]], f"alert {i}") for i in range(150)]
+    notices = [(users[chats[i % 50]], fill(i)) for i in range(150)]
     ids = await add_notices(pool, notices)
     log = tmp_path / "bot.log"
     async with FakeTelegram(TOKEN) as fake:
@@ -80,9 +82,10 @@ async def test_sigkill_mid_delivery_sends_none_twice_and_loses_none_silently(
     received = Counter((c.params["chat_id"], c.params["text"]) for c in fake.ok_calls("sendMessage"))
     assert max(received.values()) == 1, [k for k, n in received.items() if n > 1]
     rows = await pool.fetch(
-        "SELECT n.id, n.status, n.text, n.kind, n.telegram_message_id, u.telegram_user_id AS chat "
+        "SELECT n.id, n.status, n.kind, n.payload, n.telegram_message_id, u.telegram_user_id AS chat "
         "FROM notifications n JOIN users u ON u.id = n.user_id ORDER BY n.id"
     )
+    text = {r["id"]: text_of(r["kind"], json.loads(r["payload"])) for r in rows}
     originals = [r for r in rows if r["id"] in set(ids)]
     statuses = Counter(r["status"] for r in originals)
     assert set(statuses) <= {"sent", "unknown"}, statuses
@@ -90,10 +93,10 @@ async def test_sigkill_mid_delivery_sends_none_twice_and_loses_none_silently(
     by_text = {(m.chat_id, m.text): m for chat in chats for m in fake.messages(chat)}
     for r in originals:
         if r["status"] == "sent":
-            assert by_text[(r["chat"], r["text"])].message_id == r["telegram_message_id"]
+            assert by_text[(r["chat"], text[r["id"]])].message_id == r["telegram_message_id"]
     gaps = [r for r in rows if r["kind"] == "delivery_gap"]
     for lost in (r for r in originals if r["status"] == "unknown"):
-        told = [g for g in gaps if g["chat"] == lost["chat"] and "may not have arrived" in g["text"]]
+        told = [g for g in gaps if g["chat"] == lost["chat"] and text[lost["id"]] in text[g["id"]]]
         assert told and told[0]["status"] == "sent", f"user of notice {lost['id']} was not told"
     logs = log.read_text()
     assert "notices whose send was interrupted" in logs or statuses["unknown"] == 0
