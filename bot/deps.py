@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from execution.copy.service import CopyService
 from telegram.ext import ContextTypes
 
 from bot.ratelimit import CommandRateLimit
 from data.pairs import Pair
+from serving.client import ServingClient
 
 _KEY = "vanta_deps"
 
@@ -19,12 +21,14 @@ _KEY = "vanta_deps"
 @dataclass
 class BotDeps:
     pool: asyncpg.Pool  # the bot's own tables only (preferences); copy data goes through `service`
-    service: Any  # execution.copy.service.CopyService
-    market: Any  # serving.client.ServingClient
+    service: CopyService
+    market: ServingClient
     catalogue: dict[int, Pair]
     admins: frozenset[int]
     limiter: CommandRateLimit
     delegate_address: str | None = None  # ours, derived from COPY_DELEGATE_KEY (never the key)
+    chain: Any = None  # data.sources.chain.rpc.ChainRpc: reads followers' delegate registrations
+    trading_address: str = ""  # the Avantis trading contract holding `delegations`
 
     def is_admin(self, telegram_user_id: int) -> bool:
         return telegram_user_id in self.admins

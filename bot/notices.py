@@ -12,6 +12,8 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from execution.copy.service import Actor
+
 from bot import preferences
 from bot.delivery import OnBlocked, Render
 from bot.deps import BotDeps
@@ -104,6 +106,9 @@ def blocked_handler(deps: BotDeps) -> OnBlocked:
     """A user who blocked the bot can't be warned about anything: their copying is paused."""
 
     async def on_blocked(telegram_user_id: int) -> None:
-        await deps.service.pause_all(telegram_user_id, reason="bot_blocked")
+        actor = Actor.user(telegram_user_id)
+        for profile in await deps.service.profiles(actor):
+            if profile.status == "active":
+                await deps.service.pause(actor, profile.id)
 
     return on_blocked

@@ -1,9 +1,13 @@
-"""A user's notification level (`bot_user_settings`): which notices the delivery worker sends them.
+"""What the bot keeps per user and profile in its own tables: the notification level
+(`bot_user_settings`: which notices the delivery worker sends) and the copy settings /copytrader
+asked for a profile (`bot_profile_settings`).
 
 Levels come from the copy engine's notices (info < fill < warning < critical); a notice below the
 user's level is marked `skipped`, not sent."""
 
 from __future__ import annotations
+
+import json
 
 import asyncpg
 
@@ -34,4 +38,23 @@ async def set_notify_level(pool: asyncpg.Pool, telegram_user_id: int, level: str
         "ON CONFLICT (telegram_user_id) DO UPDATE SET notify_level = EXCLUDED.notify_level, updated_at = now()",
         telegram_user_id,
         level,
+    )
+
+
+async def copy_settings(pool: asyncpg.Pool, profile_id: int) -> dict[str, object] | None:
+    """The copy settings /copytrader stored for a profile (`bot_profile_settings`), or None.
+    The caller has checked through the copy service that the profile is the user's."""
+    raw = await pool.fetchval("SELECT settings FROM bot_profile_settings WHERE profile_id = $1", profile_id)
+    return None if raw is None else json.loads(raw)
+
+
+async def set_copy_settings(
+    pool: asyncpg.Pool, profile_id: int, telegram_user_id: int, settings: dict[str, object]
+) -> None:
+    await pool.execute(
+        "INSERT INTO bot_profile_settings (profile_id, telegram_user_id, settings) VALUES ($1, $2, $3::jsonb) "
+        "ON CONFLICT (profile_id) DO UPDATE SET settings = EXCLUDED.settings, updated_at = now()",
+        profile_id,
+        telegram_user_id,
+        json.dumps(settings),
     )

@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from execution.copy.service import CopyService
+
 from bot.deps import BotDeps
 from bot.ratelimit import CommandRateLimit
 from data.pairs import load_catalogue
+from data.sources.chain.rpc import ChainRpc
 from infra.runtime import Services
 from serving.client import ServingClient
 
@@ -29,13 +32,21 @@ async def open_bot_deps(
     settings = services.settings
     catalogue = load_catalogue(settings.shared_data_dir / "avantis" / "trading_snapshot.json")
     key = settings.copy_delegate_key.get_secret_value() if settings.copy_delegate_key else None
-    async with ServingClient(settings.serving_url) as market:
-        yield BotDeps(
-            pool=services.pool,
-            service=None,
-            market=market,
-            catalogue=catalogue,
-            admins=settings.telegram_admins | extra_admins,
-            limiter=CommandRateLimit(services.redis, settings.telegram_commands_per_minute),
-            delegate_address=delegate_address(key),
-        )
+    ours = delegate_address(key)
+    chain = ChainRpc(settings.base_rpc_url, timeout_s=5, max_attempts=2) if ours else None
+    try:
+        async with ServingClient(settings.serving_url) as market:
+            yield BotDeps(
+                pool=services.pool,
+                service=CopyService(services.pool, services.redis, settings, catalogue),
+                market=market,
+                catalogue=catalogue,
+                admins=settings.telegram_admins | extra_admins,
+                limiter=CommandRateLimit(services.redis, settings.telegram_commands_per_minute),
+                delegate_address=ours,
+                chain=chain,
+                trading_address=settings.avantis_trading_address,
+            )
+    finally:
+        if chain is not None:
+            await chain.close()

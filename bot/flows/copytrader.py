@@ -9,8 +9,10 @@ Callback data: `ct:` + new | e:<profile> | d:<profile> | dy:<profile> | menu | v
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from execution.copy.service import Actor, FollowInput, ProfileInput, follow_config
 from telegram import Update
 from telegram.ext import (
     BaseHandler,
@@ -21,12 +23,16 @@ from telegram.ext import (
     filters,
 )
 
-from bot import inputs
+from bot import inputs, owned, preferences
+from bot.delegation import is_registered
 from bot.deps import deps
 from bot.dialog import dialog_step
 from bot.replies import Context, ack, say, show, user_id
 from bot.views import copytrader as view
 from bot.views.copytrader import BY_KEY, FIELDS, Draft, Field
+from infra.logs import log_fields
+
+log = logging.getLogger("vanta.bot.copytrader")
 
 MENU, ASK, SUMMARY, FIELD_PICK, DELEGATE, DELETE = (
     "ct.menu",
@@ -54,8 +60,10 @@ def _values(context: Context) -> dict[str, Any]:
 async def menu(update: Update, context: Context) -> str:
     if context.user_data is not None:
         context.user_data.pop("draft", None)
-    profiles = await deps(context).service.profiles(user_id(update))
-    text, keyboard = view.menu(profiles)
+    d = deps(context)
+    profiles = await d.service.profiles(Actor.user(user_id(update)))
+    copies = {p.id: await preferences.copy_settings(d.pool, p.id) for p in profiles}
+    text, keyboard = view.menu(profiles, copies)
     await show(update, context, text, keyboard)
     return MENU
 
@@ -69,30 +77,38 @@ async def new_profile(update: Update, context: Context) -> str:
 
 async def edit_profile(update: Update, context: Context) -> str:
     assert update.callback_query is not None and context.user_data is not None
-    profile_id = int(update.callback_query.data.split(":")[2])
-    profile = await deps(context).service.profile(user_id(update), profile_id)
+    profile = await _own_profile(update, context, int(update.callback_query.data.split(":")[2]))
+    values = view.values_of(profile, await _copy_settings(context, profile))
     context.user_data["draft"] = {
         "mode": "edit",
-        "profile_id": profile_id,
-        "values": view.values_of(profile),
+        "profile_id": profile.id,
+        "before": values,
+        "values": dict(values),
         "answered": [f.key for f in FIELDS],
     }
     return await _summary(update, context)
 
 
+async def _own_profile(update: Update, context: Context, profile_id: int) -> Any:
+    return await owned.own_profile(deps(context), user_id(update), profile_id)
+
+
+async def _copy_settings(context: Context, profile: Any) -> dict[str, Any] | None:
+    return await owned.copy_settings(deps(context), profile)
+
+
 async def delete_profile(update: Update, context: Context) -> str:
     assert update.callback_query is not None
-    profile_id = int(update.callback_query.data.split(":")[2])
-    profile = await deps(context).service.profile(user_id(update), profile_id)
-    await show(update, context, view.delete_confirm(profile.name), view.delete_keyboard(profile_id))
+    profile = await _own_profile(update, context, int(update.callback_query.data.split(":")[2]))
+    await show(update, context, view.delete_confirm(profile.name), view.delete_keyboard(profile.id))
     return DELETE
 
 
 async def delete_confirmed(update: Update, context: Context) -> str:
     assert update.callback_query is not None
-    profile_id = int(update.callback_query.data.split(":")[2])
-    name = await deps(context).service.delete_profile(user_id(update), profile_id)
-    await ack(update, context, f"Profile {name} deleted")
+    profile = await _own_profile(update, context, int(update.callback_query.data.split(":")[2]))
+    await deps(context).service.delete_profile(Actor.user(user_id(update)), profile.id)
+    await ack(update, context, f"Profile {profile.name} deleted")
     return await menu(update, context)
 
 
@@ -196,7 +212,15 @@ async def _check_delegate(update: Update, context: Context) -> str:
     if d.delegate_address is None:
         await say(update, context, view.wallet_prompt(None, values["venue"]))
         return ASK
-    registered = await d.service.delegate_registered(values["venue"], values["wallet"])
+    if d.chain is None:
+        registered = False
+    else:
+        try:
+            registered = await is_registered(d.chain, d.trading_address, values["wallet"], d.delegate_address)
+        except Exception as exc:  # the chain is unreachable: say so, don't guess either way
+            log.warning("delegate check failed", extra=log_fields(error=str(exc)[:200]))
+            await show(update, context, view.DELEGATE_UNCHECKED, view.delegate_keyboard())
+            return DELEGATE
     values["delegate_ok"] = bool(registered)
     if registered:
         await say(update, context, view.DELEGATE_OK.format(wallet=values["wallet"]))
@@ -254,16 +278,31 @@ async def change_field(update: Update, context: Context) -> str:
     return await _ask(update, context, f)
 
 
-async def save(update: Update, context: Context) -> int:
+async def save(update: Update, context: Context) -> Any:
     d = _draft(context)
-    svc = deps(context).service
-    settings = view.settings_of(d["values"])
+    deps_ = deps(context)
+    actor = Actor.user(user_id(update))
+    values = d["values"]
+    copy = view.copy_settings(values)
     if d.get("mode") == "edit":
-        profile = await svc.update_profile(user_id(update), d["profile_id"], settings)
+        try:
+            changes = view.profile_changes(d.get("before", {}), values)
+        except ValueError as err:
+            await say(update, context, str(err))
+            return SUMMARY
+        profile = await deps_.service.update_profile(actor, d["profile_id"], **changes)
+        # Every follow of the profile takes the new copy settings (checked by the service first).
+        for f in await deps_.service.follows(actor, profile.id):
+            await deps_.service.edit_follow(actor, f.id, FollowInput(**view.follow_input_kwargs(copy)))
         text = view.SAVED_EDIT.format(name=view.esc(profile.name))
     else:
-        profile = await svc.create_profile(user_id(update), settings)
+        follow_config(FollowInput(**view.follow_input_kwargs(copy)))  # refused now, not at the first follow
+        profile = await deps_.service.create_profile(actor, ProfileInput(**view.profile_input_kwargs(values)))
         text = view.SAVED_NEW.format(name=view.esc(profile.name))
+        if values.get("venue") != "paper" and not values.get("delegate_ok"):
+            await deps_.service.pause(actor, profile.id)
+            text += "\n" + view.PAUSED_UNTIL_DELEGATE
+    await preferences.set_copy_settings(deps_.pool, profile.id, actor.telegram_user_id or 0, copy)
     if context.user_data is not None:
         context.user_data.pop("draft", None)
     await show(update, context, text)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from bot.replies import Keyboard
 from bot.views.common import bullet, esc
 from serving.schemas import Health

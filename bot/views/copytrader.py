@@ -315,8 +315,11 @@ def summary_keyboard() -> Keyboard:
     return [[("✅ Save", "ct:save")], [("✏️ Change something", "ct:fields")], [("✖ Cancel", "ct:cancel")]]
 
 
-def fields_keyboard(d: Draft) -> Keyboard:
-    buttons = [(f.label, f"ct:f:{f.key}") for f in FIELDS if f.applies(d)]
+def fields_keyboard(d: Draft, *, editing: bool) -> Keyboard:
+    """The settings that can be changed (a stored profile's venue cannot)."""
+    buttons = [
+        (f.label, f"ct:f:{f.key}") for f in FIELDS if f.applies(d) and not (editing and f.key == "venue")
+    ]
     rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
     rows.append([("« Back to summary", "ct:sum")])
     return rows
@@ -333,6 +336,13 @@ DELEGATE_MISSING = (
     "I can't see our delegate registered for <code>{wallet}</code> yet. Register "
     "<code>{delegate}</code> as its delegate, then press Check again. You can also save the profile now: "
     "it stays paused until the registration shows up."
+)
+DELEGATE_UNCHECKED = (
+    "I couldn't reach the chain to check the registration just now. Press Check again in a "
+    "minute, or save the profile now: it stays paused until the registration shows up."
+)
+PAUSED_UNTIL_DELEGATE = (
+    "⏸ It is paused until our delegate is registered for your wallet: /resume once you've done it."
 )
 DELEGATE_OK = "✅ Our delegate is registered for <code>{wallet}</code>."
 
@@ -354,3 +364,176 @@ def delete_confirm(name: str) -> str:
 
 def delete_keyboard(profile_id: int) -> Keyboard:
     return [[("🗑 Yes, delete it", f"ct:dy:{profile_id}")], [("No, keep it", "ct:menu")]]
+
+
+# --- between the draft and the copy service ------------------------------------------------------
+
+PROFILE_KEYS = ("name", "venue", "wallet", "equity", "max_exposure", "daily_loss", "max_drawdown")
+COPY_KEYS = (
+    "sizing_mode",
+    "amount",
+    "leverage_cap",
+    "max_position",
+    "slippage_bps",
+    "pair_allow",
+    "pair_block",
+    "side",
+    "reverse",
+    "regime_guard",
+)
+EXPIRED = "That button belongs to an older question."
+CANCELLED = "Okay, nothing was saved."
+NOT_REMOVABLE = (
+    "A {label} can't be removed once set, only changed: pick a value instead of “no limit” "
+    "(a large one if you want it out of the way)."
+)
+
+
+def _micro_to_usdc(micro: int | None) -> str | None:
+    return None if micro is None else str((Decimal(micro) / 1_000_000).normalize())
+
+
+def values_of(profile: Any, copy: dict[str, Any] | None) -> Draft:
+    """A stored profile (the service's view) and its copy settings as a draft's values."""
+    values: Draft = {
+        "name": profile.name,
+        "venue": profile.venue,
+        "wallet": profile.wallet,
+        "equity": _micro_to_usdc(profile.equity_usdc),
+        "max_exposure": _micro_to_usdc(profile.max_total_exposure_usdc),
+        "daily_loss": _micro_to_usdc(profile.daily_loss_limit_usdc),
+        "max_drawdown": None
+        if profile.max_drawdown_pct is None
+        else str(profile.max_drawdown_pct.normalize()),
+    }
+    values.update({k: v for k, v in DEFAULTS.items() if k not in values})
+    values.update(copy or {})
+    return values
+
+
+def copy_settings(values: Draft) -> dict[str, Any]:
+    return {k: values.get(k) for k in COPY_KEYS}
+
+
+def profile_input_kwargs(values: Draft) -> dict[str, Any]:
+    """The profile's settings for `CopyService.create_profile` (`ProfileInput` fields)."""
+    return {
+        "name": values["name"],
+        "venue": values["venue"],
+        "wallet": values.get("wallet") if values.get("venue") != "paper" else None,
+        "equity": values.get("equity"),
+        "daily_loss_limit": values.get("daily_loss"),
+        "max_drawdown_pct": values.get("max_drawdown"),
+        "max_total_exposure": values.get("max_exposure"),
+    }
+
+
+_PROFILE_ARGS = {
+    "name": "name",
+    "wallet": "wallet",
+    "equity": "equity",
+    "daily_loss": "daily_loss_limit",
+    "max_drawdown": "max_drawdown_pct",
+    "max_exposure": "max_total_exposure",
+}
+
+
+def profile_changes(before: Draft, after: Draft) -> dict[str, Any]:
+    """What changed, as `CopyService.update_profile` keywords. A limit cannot go back to none."""
+    changes = {}
+    for key, arg in _PROFILE_ARGS.items():
+        if after.get(key) == before.get(key):
+            continue
+        if after.get(key) is None:
+            raise ValueError(NOT_REMOVABLE.format(label=BY_KEY[key].label.lower()))
+        changes[arg] = after[key]
+    return changes
+
+
+def follow_input_kwargs(copy: dict[str, Any]) -> dict[str, Any]:
+    """A profile's copy settings as `FollowInput` fields."""
+    mode = copy.get("sizing_mode") or "fixed"
+    amount = copy.get("amount")
+    return {
+        "mode": mode,
+        "fixed": amount if mode == "fixed" else None,
+        "pct": amount if mode == "equity_pct" else None,
+        "multiplier": amount if mode == "multiplier" else None,
+        "leverage_cap": copy.get("leverage_cap"),
+        "max_position": copy.get("max_position"),
+        "side": copy.get("side") or "both",
+        "reverse": bool(copy.get("reverse")),
+        "slippage_bps": copy.get("slippage_bps") or "50",
+        "regime_guard": bool(copy.get("regime_guard")),
+        "allow": list(copy.get("pair_allow") or []),
+        "block": list(copy.get("pair_block") or []),
+    }
+
+
+def copy_settings_of_follow(settings: dict[str, Any], mode: str) -> dict[str, Any]:
+    """Copy settings from an existing follow (a profile made outside the bot has no others)."""
+    amount = {
+        "fixed": _micro_to_usdc(settings.get("fixed_collateral_usdc")),
+        "equity_pct": None
+        if settings.get("equity_pct") is None
+        else str(Decimal(settings["equity_pct"]).normalize()),
+        "multiplier": None
+        if settings.get("multiplier") is None
+        else str(Decimal(settings["multiplier"]).normalize()),
+    }.get(mode)
+    return {
+        "sizing_mode": mode,
+        "amount": amount,
+        "leverage_cap": None
+        if settings.get("leverage_cap") is None
+        else str(Decimal(settings["leverage_cap"]).normalize()),
+        "max_position": _micro_to_usdc(settings.get("max_position_usdc")),
+        "slippage_bps": str(settings.get("slippage_bps", 50)),
+        "pair_allow": list(settings.get("pair_allow") or []) or None,
+        "pair_block": list(settings.get("pair_block") or []),
+        "side": settings.get("side_filter", "both"),
+        "reverse": bool(settings.get("reverse")),
+        "regime_guard": bool(settings.get("regime_guard")),
+    }
+
+
+def parse_amount(text: str, mode: str | None) -> str:
+    return _parse_amount(text, {}, mode)
+
+
+def shown(f: Field, values: Draft, catalogue: dict[int, Pair]) -> str:
+    value = values.get(f.key)
+    return _show_amount(value, values) if f.key == "amount" else f.show(value, catalogue)
+
+
+STATUS = {"active": "▶️ active", "paused": "⏸ paused", "stopped": "⏹ stopped"}
+
+
+def copy_summary(copy: dict[str, Any] | None) -> str:
+    if not copy:
+        return "copy settings not set"
+    mode = copy.get("sizing_mode")
+    if mode == "proportional":
+        size = "the leader's share"
+    else:
+        size = _show_amount(copy.get("amount"), copy)
+    lev = copy.get("leverage_cap")
+    return f"{esc(size)}{'' if lev is None else f', ≤ {esc(lev)}×'}"
+
+
+def menu(profiles: list[Any], copies: dict[int, dict[str, Any] | None]) -> tuple[str, Keyboard]:
+    if not profiles:
+        return NO_PROFILES, [[("➕ Create a profile", "ct:new")], [("✖ Close", "ct:cancel")]]
+    lines = ["<b>Your copy profiles</b>"]
+    rows: Keyboard = []
+    for p in profiles:
+        equity = "equity unknown" if p.equity_usdc is None else f"equity {format_usdc(p.equity_usdc)} USDC"
+        paused = f" ({esc(p.pause_reason.replace('_', ' '))})" if p.pause_reason else ""
+        lines.append(
+            f"• <b>{esc(p.name)}</b> · {esc(p.venue)} · {STATUS.get(p.status, p.status)}{paused} · {equity} · "
+            f"{copy_summary(copies.get(p.id))}"
+        )
+        rows.append([(f"✏️ {p.name}", f"ct:e:{p.id}"), (f"🗑 {p.name}", f"ct:d:{p.id}")])
+    rows.append([("➕ New profile", "ct:new")])
+    rows.append([("✖ Close", "ct:cancel")])
+    return "\n".join(lines), rows

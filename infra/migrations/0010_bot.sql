@@ -17,6 +17,16 @@ CREATE TABLE bot_user_settings (
     updated_at       timestamptz NOT NULL DEFAULT now()
 );
 
+-- The copy settings /copytrader asked for a profile (sizing, leverage cap, max position, pairs,
+-- sides, reverse, slippage, regime guard), applied to every follow the profile makes from the bot
+-- (the copy service keeps settings per follow). Values as typed: decimal strings, pair indexes.
+CREATE TABLE bot_profile_settings (
+    profile_id       bigint PRIMARY KEY REFERENCES copytrader_profiles (id),
+    telegram_user_id bigint NOT NULL,
+    settings         jsonb NOT NULL,
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
+
 -- Delivery: a notice is claimed ('sending', committed) right before it is sent and marked 'sent'
 -- with Telegram's message id right after. A notice found 'sending' after a crash may or may not
 -- have reached the user (the Bot API has no idempotent send): it becomes 'unknown' and is never
