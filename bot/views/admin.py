@@ -42,11 +42,11 @@ def _age(seconds: float | None) -> str:
 
 
 def health(
-    *, engine: Any, serving: Health | None, serving_reason: str | None, backlog: dict[str, int]
+    *, kill_switch: bool, serving: Health | None, serving_reason: str | None, backlog: dict[str, int]
 ) -> str:
     lines = ["<b>Health</b>"]
-    lines.append("\n<b>Copy engine</b>")
-    lines.append(bullet([esc(line) for line in engine.lines()]) if hasattr(engine, "lines") else esc(engine))
+    lines.append("\n<b>Copying</b>")
+    lines.append(bullet(["🛑 kill switch ON: nothing is copied" if kill_switch else "✅ kill switch off"]))
     lines.append("\n<b>AI service</b>")
     if serving is None:
         lines.append(f"❌ not answering: {esc(serving_reason or '?')}")
