@@ -1,55 +1,85 @@
-"""`vanta execute`, `vanta reconcile`, `vanta follow add|list|rm`, `vanta copies`,
-`vanta kill-switch`: the copy engine and its configuration without the bot."""
+"""`vanta execute`, `vanta reconcile`, `vanta follow add|edit|list|rm`, `vanta profile
+list|pause|resume|stop|rm`, `vanta copies`, `vanta notifications`, `vanta kill-switch`: the copy
+service (`execution/copy/service.py`) from the command line, as the operator. Tables for people,
+`--json` for machines; a refused input is one line naming it, exit status 2."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from decimal import Decimal
-from typing import Any
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
 from infra.settings import get_settings
 
+if TYPE_CHECKING:
+    from execution.copy.service import CopyError, CopyService
+
+T = TypeVar("T")
 follow_app = typer.Typer(no_args_is_help=True, help="Who copies whom, with which limits.")
+profile_app = typer.Typer(
+    no_args_is_help=True, help="Followers' profiles: list, pause, resume, stop, remove."
+)
+
+# How a service field is spelled on the command line (an argument, or an option).
+_SPELLING = {"leader": "LEADER"}
+_SELF_EXPLAINING = {"profile", "follow"}  # "no such profile 9" needs no prefix
 
 
-def _micro(usdc: str | None) -> int | None:
-    if usdc is None:
-        return None
-    from data.units import usdc_to_micro
+def _refused(exc: CopyError) -> NoReturn:
+    if exc.field is None or exc.field in _SELF_EXPLAINING:
+        text = exc.problem
+    else:
+        text = f"{_SPELLING.get(exc.field, '--' + exc.field.replace('_', '-'))}: {exc.problem}"
+    typer.echo(f"vanta: {text}", err=True)
+    raise typer.Exit(2)
 
-    return usdc_to_micro(Decimal(usdc))
+
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; a refusal or an unreachable server is one line, not a traceback."""
+    import asyncpg
+
+    from execution.copy.service import CopyError
+
+    try:
+        return asyncio.run(work)
+    except CopyError as exc:
+        _refused(exc)
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.exceptions.CannotConnectNowError) as exc:
+        typer.echo(f"vanta: a server could not be reached ({type(exc).__name__})", err=True)
+        raise typer.Exit(1) from None
 
 
-def _venue(name: str, pool: Any, catalogue: dict[int, Any], feed: Any, paper_latency_ms: int) -> Any:
-    """The venue the engine sends to, built from the settings."""
+@asynccontextmanager
+async def _service(*, redis: bool = False, migrate: bool = True) -> AsyncIterator[CopyService]:
+    from execution.copy.service import CopyService
+    from infra.runtime import open_services
+
     settings = get_settings()
-    if name == "paper":
-        from execution.venues.paper import PaperVenue
+    async with open_services(settings, with_redis=redis, migrate=migrate) as services:
+        yield CopyService(services.pool, services.redis, settings)
 
-        return PaperVenue(pool, catalogue, feed, latency_ms=paper_latency_ms)
-    if settings.copy_delegate_key is None:
-        raise typer.BadParameter("COPY_DELEGATE_KEY is not set", param_hint="--venue")
-    key = settings.copy_delegate_key.get_secret_value()
-    if name == "veranta":
-        from execution.venues.veranta import VerantaVenue
 
-        return VerantaVenue(pool, key)  # the SDK's own VERANTA_* settings pick the network and URLs
-    from data.sources.chain.rpc import ChainRpc
-    from execution.venues.onchain import OnchainConfig, OnchainVenue
+def _print_json(payload: object) -> None:
+    typer.echo(json.dumps(payload, default=str))
 
-    config = OnchainConfig(
-        trading_address=settings.avantis_trading_address,
-        chain_id=settings.chain_id,
-        gas_limit=settings.copy_gas_limit,
-        max_fee_per_gas_wei=settings.copy_max_fee_per_gas_wei,
-        priority_fee_wei=settings.copy_priority_fee_wei,
-        execution_fee_wei=settings.copy_execution_fee_wei,
-        fill_timeout_s=settings.copy_fill_timeout_s,
-    )
-    return OnchainVenue(pool, ChainRpc(settings.base_rpc_url), key, config, pairs=sorted(catalogue))
+
+def _table(title: str, columns: list[str], rows: list[list[object]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for c in columns:
+        table.add_column(c, justify="right" if c.endswith(("USDC", "x", "#")) else "left")
+    for row in rows:
+        table.add_row(*("—" if v is None else str(v) for v in row))
+    Console().print(table)
+
+
+# --- the engine and reconciliation ----------------------------------------------------------------
 
 
 def execute(
@@ -62,247 +92,437 @@ def execute(
     chunk: int = typer.Option(250, min=1, help="intents locked and sent per batch"),
 ) -> None:
     """Run the copy engine on the event stream until SIGINT/SIGTERM (several may run side by side)."""
-    from data.pairs import load_catalogue
-    from data.sources.chain.rpc import ChainRpc
-    from execution.copy.engine import CopyEngine, EngineConfig, LastPriceFeed
-    from execution.copy.leader_equity import ChainLeaderEquity
-    from infra.runtime import open_services, stop_on_signals
+    from execution.copy.service import EngineOptions, parse_venue, run_engine
+    from infra.runtime import stop_on_signals
 
-    settings = get_settings()
-    if venue not in ("paper", "onchain", "veranta"):
-        raise typer.BadParameter("paper, onchain or veranta", param_hint="--venue")
+    options = EngineOptions(venue, paper_latency_ms, from_start, claim_idle_ms, stream, group, chunk)
 
     async def run() -> None:
-        stop = stop_on_signals()
-        catalogue = load_catalogue(settings.shared_data_dir / "avantis" / "trading_snapshot.json")
-        async with open_services(settings) as services:
-            feed = LastPriceFeed()
-            target = _venue(venue, services.pool, catalogue, feed, paper_latency_ms)
-            config = EngineConfig(
-                max_delay_ms=settings.copy_execution_max_delay_ms,
-                claim_idle_ms=claim_idle_ms,
-                stream=stream,
-                group=group or f"copy-{venue}",
-                chunk=chunk,
-            )
-            # Leaders' equity (proportional sizing) from the chain; unreachable, it is a refusal.
-            chain = ChainRpc(settings.base_rpc_url, max_attempts=3)
-            equity = ChainLeaderEquity(chain, settings.usdc_address)
-            try:
-                async with CopyEngine(
-                    services.pool, services.redis, target, feed, catalogue, config, leader_equity=equity
-                ) as engine:
-                    await engine.run(stop, start_id="0" if from_start else "$")
-            finally:
-                await target.close()
-                await chain.close()
+        parse_venue(venue)  # a wrong name is refused before anything starts
+        async with _service(redis=True) as service:
+            await run_engine(service, options, stop_on_signals())
 
-    asyncio.run(run())
+    _run(run())
 
 
 def reconcile(
     venue: str = typer.Option("paper", help="paper | onchain | veranta"),
     fix: bool = typer.Option(False, help="correct the journal and close on the venue what it closed"),
     every: float = typer.Option(0, min=0, help="repeat every this many seconds (0: once)"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per drift"),
 ) -> None:
-    """Compare followers' open positions on the venue with the journal; print each drift as JSON."""
+    """Compare followers' open positions on the venue with the journal; report each drift."""
     from dataclasses import asdict
 
-    from data.pairs import load_catalogue
-    from execution.copy.engine import LastPriceFeed
-    from execution.copy.reconcile import reconcile as run_reconcile
-    from infra.runtime import open_services, stop_on_signals
-
-    settings = get_settings()
+    from execution.copy.service import Actor, parse_venue, until_stopped
+    from infra.runtime import stop_on_signals
 
     async def run() -> None:
-        stop = stop_on_signals()
-        catalogue = load_catalogue(settings.shared_data_dir / "avantis" / "trading_snapshot.json")
-        async with open_services(settings, with_redis=False) as services:
-            target = _venue(venue, services.pool, catalogue, LastPriceFeed(), 0)
-            try:
-                while True:
-                    for drift in await run_reconcile(services.pool, target, fix=fix):
-                        typer.echo(json.dumps(asdict(drift)))
-                    if not every:
-                        return
-                    try:
-                        await asyncio.wait_for(stop.wait(), every)
-                        return
-                    except TimeoutError:
-                        continue
-            finally:
-                await target.close()
+        name = parse_venue(venue)
+        async with _service() as service:
+            stop = stop_on_signals()
+            while not stop.is_set():
+                drifts = await until_stopped(service.reconcile(Actor.operator(), name, fix=fix), stop)
+                if stop.is_set():
+                    return
+                if as_json:
+                    for drift in drifts:
+                        _print_json(asdict(drift))
+                elif drifts:
+                    _table(
+                        f"Drift on {name.value}",
+                        ["profile", "kind", "position", "journal USDC", "venue USDC", "fixed"],
+                        [
+                            [
+                                d.profile_id,
+                                d.kind.value,
+                                d.position_ref,
+                                _usdc(d.journal_collateral_usdc),
+                                _usdc(d.venue_collateral_usdc),
+                                "yes" if d.fixed else "no",
+                            ]
+                            for d in drifts
+                        ],
+                    )
+                else:
+                    typer.echo(f"No drift: every {name.value} profile's open copies match the venue.")
+                if not every:
+                    return
+                try:
+                    await asyncio.wait_for(stop.wait(), every)
+                except TimeoutError:
+                    continue
 
-    asyncio.run(run())
+    _run(run())
+
+
+def _short(address: str | None) -> str:
+    """An address in a table: enough to recognize it (the full one is in `--json`)."""
+    if not address or len(address) < 12:
+        return address or "manual"
+    return f"{address[:6]}…{address[-4:]}"
+
+
+def _usdc(micro: int | None, *, signed: bool = False) -> str:
+    from execution.copy.service import usdc
+
+    return usdc(micro, signed=signed)
+
+
+# --- follows ----------------------------------------------------------------------------------------
+
+
+def _follow_input(**options: Any) -> Any:
+    from execution.copy.service import FollowInput
+
+    return FollowInput(**options)
 
 
 @follow_app.command("add")
 def follow_add(
-    leader: str = typer.Argument(..., help="leader address"),
-    user: int = typer.Option(..., help="the follower's Telegram user id"),
+    leader: str = typer.Argument(..., help="leader address (0x...)"),
+    user: str = typer.Option(..., help="the follower's Telegram user id"),
     profile: str = typer.Option("default", help="the follower's profile name"),
     venue: str = typer.Option("paper", help="paper | onchain | veranta"),
-    wallet: str = typer.Option(None, help="the follower's wallet, delegated to our key (onchain venue)"),
+    wallet: str = typer.Option(None, help="the follower's wallet, delegated to our key (onchain, veranta)"),
     equity: str = typer.Option(None, help="the profile's equity in USDC (needed by equity_pct/proportional)"),
     mode: str = typer.Option("fixed", help="fixed | equity_pct | proportional | multiplier"),
     fixed: str = typer.Option(None, help="USDC collateral per trade (fixed mode)"),
     pct: str = typer.Option(None, help="percent of equity per trade (equity_pct mode)"),
     multiplier: str = typer.Option(None, help="multiple of the leader's collateral (multiplier mode)"),
     cap: str = typer.Option(None, help="per-trade collateral cap, USDC"),
-    leverage_cap: str = typer.Option(None),
+    leverage_cap: str = typer.Option(None, help="highest leverage copied"),
     max_position: str = typer.Option(None, help="max notional per position, USDC"),
     side: str = typer.Option("both", help="both | long | short"),
     reverse: bool = typer.Option(False),
     copy_existing: bool = typer.Option(False, help="also copy positions the leader already holds"),
-    slippage_bps: int = typer.Option(50, min=0),
+    slippage_bps: str = typer.Option("50", help="refuse a copy when the price moved more than this"),
     regime_guard: bool = typer.Option(
         False, help="refuse opens while the regime model says red (or has no answer: not served yet)"
     ),
-    block: list[int] = typer.Option([], help="pair index never to copy (repeatable)"),
-    allow: list[int] = typer.Option([], help="only these pair indexes (repeatable)"),
+    block: list[str] = typer.Option([], help="pair index never to copy (repeatable)"),
+    allow: list[str] = typer.Option([], help="only these pair indexes (repeatable)"),
+    as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Follow a leader (replacing an existing follow of the same leader by this profile)."""
-    from execution.copy.follows import add_follow
-    from execution.copy.model import FollowConfig, SizingMode
-    from execution.copy.profiles import ensure_profile
-    from infra.runtime import open_services
+    from execution.copy.service import Actor, ProfileInput
 
-    try:
-        config = FollowConfig(
-            sizing_mode=SizingMode(mode),
-            fixed_collateral_usdc=_micro(fixed),
-            equity_pct=Decimal(pct) if pct else None,
-            multiplier=Decimal(multiplier) if multiplier else None,
-            per_trade_cap_usdc=_micro(cap),
-            leverage_cap=Decimal(leverage_cap) if leverage_cap else None,
-            max_position_usdc=_micro(max_position),
-            pair_allow=frozenset(allow) if allow else None,
-            pair_block=frozenset(block),
-            side_filter=side,
-            reverse=reverse,
-            copy_existing=copy_existing,
-            slippage_bps=slippage_bps,
-            regime_guard=regime_guard,
-        )
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    needed = {
-        "fixed": config.fixed_collateral_usdc,
-        "equity_pct": config.equity_pct,
-        "multiplier": config.multiplier,
-    }
-    if mode in needed and not needed[mode]:
-        raise typer.BadParameter(f"mode {mode} needs its amount (--fixed, --pct or --multiplier)")
-    if venue in ("onchain", "veranta") and not (wallet and wallet.startswith("0x") and len(wallet) == 42):
-        raise typer.BadParameter(
-            f"the {venue} venue needs the follower's 0x wallet address", param_hint="--wallet"
+    settings = _follow_input(
+        mode=mode,
+        fixed=fixed,
+        pct=pct,
+        multiplier=multiplier,
+        cap=cap,
+        leverage_cap=leverage_cap,
+        max_position=max_position,
+        side=side,
+        reverse=reverse,
+        copy_existing=copy_existing,
+        slippage_bps=slippage_bps,
+        regime_guard=regime_guard,
+        allow=allow,
+        block=block,
+    )
+
+    async def run() -> Any:
+        actor = Actor.user(user)
+        async with _service() as service:
+            return await service.follow(
+                actor, leader, settings, ProfileInput(name=profile, venue=venue, wallet=wallet, equity=equity)
+            )
+
+    done = _run(run())
+    if as_json:
+        _print_json({"profile_id": done.profile_id, "follow_id": done.follow_id})
+    else:
+        typer.echo(
+            f"Profile {done.profile_id} ({profile}) now follows {leader.lower()}: follow {done.follow_id}."
         )
 
-    async def run() -> dict[str, int]:
-        async with open_services(get_settings(), with_redis=False) as services:
-            async with services.pool.acquire() as conn:
-                pid = await ensure_profile(
-                    conn,
-                    telegram_user_id=user,
-                    name=profile,
-                    venue=venue,
-                    equity_usdc=_micro(equity),
-                    wallet_address=wallet,
-                )
-                fid = await add_follow(conn, pid, leader, config)
-        return {"profile_id": pid, "follow_id": fid}
 
-    typer.echo(json.dumps(asyncio.run(run())))
+@follow_app.command("edit")
+def follow_edit(
+    follow_id: str = typer.Argument(...),
+    mode: str = typer.Option("fixed", help="fixed | equity_pct | proportional | multiplier"),
+    fixed: str = typer.Option(None),
+    pct: str = typer.Option(None),
+    multiplier: str = typer.Option(None),
+    cap: str = typer.Option(None),
+    leverage_cap: str = typer.Option(None),
+    max_position: str = typer.Option(None),
+    side: str = typer.Option("both"),
+    reverse: bool = typer.Option(False),
+    copy_existing: bool = typer.Option(False),
+    slippage_bps: str = typer.Option("50"),
+    regime_guard: bool = typer.Option(False),
+) -> None:
+    """Replace a follow's settings (the same checks as `follow add`)."""
+    from execution.copy.service import Actor, as_dict
+
+    settings = _follow_input(
+        mode=mode,
+        fixed=fixed,
+        pct=pct,
+        multiplier=multiplier,
+        cap=cap,
+        leverage_cap=leverage_cap,
+        max_position=max_position,
+        side=side,
+        reverse=reverse,
+        copy_existing=copy_existing,
+        slippage_bps=slippage_bps,
+        regime_guard=regime_guard,
+    )
+
+    async def run() -> Any:
+        async with _service() as service:
+            return await service.edit_follow(Actor.operator(), follow_id, settings)
+
+    _print_json(as_dict(_run(run())))
 
 
 @follow_app.command("list")
-def follow_list(user: int = typer.Option(None, help="only this Telegram user's follows")) -> None:
-    """Live follows, one JSON object per line."""
-    from infra.runtime import open_services
+def follow_list(
+    user: str = typer.Option(None, help="only this Telegram user's follows"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Live follows."""
+    from execution.copy.service import Actor, as_dict
 
-    async def run() -> list[dict[str, object]]:
-        async with open_services(get_settings(), with_redis=False) as services:
-            rows = await services.pool.fetch(
-                "SELECT f.id, f.leader_address, f.status, p.id AS profile_id, p.name, u.telegram_user_id, "
-                "c.sizing_mode FROM leader_follows f JOIN copytrader_profiles p ON p.id = f.profile_id "
-                "JOIN users u ON u.id = p.user_id JOIN copy_configurations c ON c.id = f.config_id "
-                "WHERE f.status <> 'stopped' AND ($1::bigint IS NULL OR u.telegram_user_id = $1) ORDER BY f.id",
-                user,
-            )
-        return [dict(r) for r in rows]
+    async def run() -> list[Any]:
+        actor = Actor.user(user) if user is not None else Actor.operator()
+        async with _service() as service:
+            return await service.follows(actor)
 
-    for row in asyncio.run(run()):
-        typer.echo(json.dumps(row))
+    found = _run(run())
+    if as_json:
+        _print_json([as_dict(f) for f in found])
+        return
+    if not found:
+        typer.echo("No live follows.")
+        return
+    _table(
+        "Follows",
+        ["follow", "profile", "venue", "leader", "mode", "settings"],
+        [
+            [
+                f.id,
+                f"{f.profile_id} ({f.profile})",
+                f.venue,
+                f.leader,
+                f.mode,
+                ", ".join(f"{k}={v}" for k, v in f.settings.items()),
+            ]
+            for f in found
+        ],
+    )
 
 
 @follow_app.command("rm")
-def follow_rm(follow_id: int = typer.Argument(...)) -> None:
+def follow_rm(follow_id: str = typer.Argument(...)) -> None:
     """Stop a follow (open copies stay open; their closes are no longer mirrored)."""
-    from execution.copy.follows import stop_follow
-    from infra.runtime import open_services
+    from execution.copy.service import Actor
 
-    async def run() -> bool:
-        async with open_services(get_settings(), with_redis=False) as services:
-            async with services.pool.acquire() as conn:
-                return await stop_follow(conn, follow_id)
+    async def run() -> None:
+        async with _service() as service:
+            await service.unfollow(Actor.operator(), follow_id)
 
-    if not asyncio.run(run()):
-        typer.echo(f"no live follow {follow_id}", err=True)
-        raise typer.Exit(1)
-    typer.echo(json.dumps({"stopped": follow_id}))
+    _run(run())
+    typer.echo(json.dumps({"stopped": int(follow_id)}))
+
+
+# --- profiles ---------------------------------------------------------------------------------------
+
+
+@profile_app.command("list")
+def profile_list(
+    user: str = typer.Option(None, help="only this Telegram user's profiles"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Live profiles with their equity, limits and status."""
+    from execution.copy.service import Actor, as_dict
+
+    async def run() -> list[Any]:
+        actor = Actor.user(user) if user is not None else Actor.operator()
+        async with _service() as service:
+            return await service.profiles(actor)
+
+    found = _run(run())
+    if as_json:
+        _print_json([as_dict(p) for p in found])
+        return
+    _table(
+        "Profiles",
+        ["profile", "user", "name", "venue", "equity USDC", "daily loss USDC", "status"],
+        [
+            [
+                p.id,
+                p.telegram_user_id,
+                p.name,
+                p.venue,
+                _usdc(p.equity_usdc),
+                _usdc(p.daily_loss_limit_usdc),
+                p.status + (f" ({p.pause_reason})" if p.pause_reason else ""),
+            ]
+            for p in found
+        ],
+    )
+
+
+def _status_command(verb: str) -> Any:
+    def command(profile_id: str = typer.Argument(...)) -> None:
+        from execution.copy.service import Actor
+
+        async def run() -> Any:
+            async with _service() as service:
+                if verb == "rm":
+                    await service.delete_profile(Actor.operator(), profile_id)
+                    return None
+                return await getattr(service, verb)(Actor.operator(), profile_id)
+
+        view = _run(run())
+        _print_json({"profile_id": int(profile_id), "status": view.status if view else "removed"})
+
+    command.__doc__ = {
+        "pause": "Pause a profile: no new copies; closes of its open copies are still mirrored.",
+        "resume": "Resume a paused or stopped profile.",
+        "stop": "Stop a profile's copying until resumed; closes of its open copies are still mirrored.",
+        "rm": "Remove a profile that holds no open copies (its history stays).",
+    }[verb]
+    return command
+
+
+for _verb in ("pause", "resume", "stop", "rm"):
+    profile_app.command(_verb)(_status_command(_verb))
+
+
+# --- what followers see -------------------------------------------------------------------------------
 
 
 def copies(
-    follower: int = typer.Option(..., help="profile id"),
+    follower: str = typer.Option(..., help="profile id"),
     as_json: bool = typer.Option(False, "--json"),
+    marks: bool = typer.Option(
+        False, help="price open copies at the event stream's latest fills (needs Redis)"
+    ),
+    recent: int = typer.Option(0, min=0, help="also show this many recent copies and refusals"),
 ) -> None:
     """A follower's copied positions and PnL per leader (manual trades apart)."""
-    from infra.runtime import open_services
+    from execution.copy.service import Actor, as_dict
 
-    async def run() -> dict[str, object]:
-        async with open_services(get_settings(), with_redis=False) as services:
-            positions = await services.pool.fetch(
-                "SELECT leader_address, pair_index, side, collateral_usdc, leverage, entry_price, leader_entry_price, "
-                "exit_price, leader_exit_price, open_fee_usdc, close_fee_usdc, realized_pnl_usdc, status, is_manual "
-                "FROM copy_positions WHERE profile_id = $1 ORDER BY id",
-                follower,
-            )
-            per_leader = await services.pool.fetch(
-                "SELECT CASE WHEN is_manual THEN 'manual' ELSE leader_address END AS leader, count(*) AS positions, "
-                "sum(realized_pnl_usdc)::bigint AS realized_pnl_usdc, "
-                "sum(open_fee_usdc + close_fee_usdc)::bigint AS fees_usdc "
-                "FROM copy_positions WHERE profile_id = $1 GROUP BY 1 ORDER BY 1",
-                follower,
-            )
-        return {"positions": [dict(r) for r in positions], "per_leader": [dict(r) for r in per_leader]}
+    async def run() -> tuple[Any, list[Any]]:
+        async with _service(redis=marks) as service:
+            prices = await service.marks() if marks else None
+            report = await service.copies(Actor.operator(), follower, prices)
+            latest = await service.recent(Actor.operator(), follower, recent) if recent else []
+            return report, latest
 
-    result = asyncio.run(run())
+    report, latest = _run(run())
     if as_json:
-        typer.echo(json.dumps(result, default=str))
+        _print_json({**as_dict(report), "recent": [as_dict(c) for c in latest]})
         return
-    for row in result["per_leader"]:  # type: ignore[union-attr]
-        pnl = Decimal(row["realized_pnl_usdc"] or 0) / 1_000_000
-        typer.echo(f"{row['leader']}: {row['positions']} positions, realized {pnl:.6f} USDC")
+    if not report.per_leader:
+        typer.echo(f"Profile {report.profile_id} has no copies yet.")
+    else:
+        _table(
+            f"Profile {report.profile_id}: PnL per leader",
+            [
+                "leader",
+                "positions #",
+                "open #",
+                "realized USDC",
+                "unrealized USDC",
+                "fees USDC",
+                "slippage USDC",
+            ],
+            [
+                [
+                    _short(r.leader),
+                    r.positions,
+                    r.open,
+                    _usdc(r.realized_pnl_usdc, signed=True),
+                    _usdc(r.unrealized_pnl_usdc, signed=True),
+                    _usdc(r.fees_usdc),
+                    _usdc(r.slippage_cost_usdc),
+                ]
+                for r in report.per_leader
+            ],
+        )
+        held = [p for p in report.positions if p.status == "open"]
+        if held:
+            _table(
+                "Open copies",
+                ["leader", "pair", "side", "collateral USDC", "leverage x", "entry", "unrealized USDC"],
+                [
+                    [
+                        _short(p.leader),
+                        p.pair,
+                        p.side,
+                        _usdc(p.collateral_usdc),
+                        f"{p.leverage.normalize():f}",
+                        f"{p.entry_price.normalize():f}",
+                        _usdc(p.unrealized_pnl_usdc, signed=True),
+                    ]
+                    for p in held
+                ],
+            )
+    if latest:
+        _table(
+            "Recent copies and refusals",
+            ["at", "leader", "action", "state", "pair", "collateral USDC", "PnL USDC", "reason"],
+            [
+                [
+                    c.at.strftime("%Y-%m-%d %H:%M:%S"),
+                    _short(c.leader),
+                    c.action,
+                    c.state,
+                    c.pair,
+                    _usdc(c.collateral_usdc),
+                    _usdc(c.pnl_usdc, signed=True),
+                    c.reason,
+                ]
+                for c in latest
+            ],
+        )
+
+
+def notifications(
+    user: str = typer.Option(..., help="the follower's Telegram user id"),
+    limit: int = typer.Option(20, min=1, max=500),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """A follower's latest notifications, as the bot will word them."""
+    from execution.copy.service import Actor, as_dict
+
+    async def run() -> list[Any]:
+        async with _service() as service:
+            return await service.notifications(Actor.operator(), limit, telegram_user_id=user)
+
+    found = _run(run())
+    if as_json:
+        _print_json([as_dict(n) for n in found])
+        return
+    if not found:
+        typer.echo("No notifications.")
+        return
+    _table(
+        "Notifications",
+        ["at", "level", "text"],
+        [[n.at.strftime("%Y-%m-%d %H:%M:%S"), n.level, n.text] for n in found],
+    )
 
 
 def kill_switch(state: str = typer.Argument(..., help="on | off")) -> None:
     """Stop (on) or resume (off) all copying at once, across every engine."""
-    from execution.copy.engine import KILL_SWITCH_KEY
-    from infra.runtime import open_services
-
-    if state not in ("on", "off"):
-        raise typer.BadParameter("on or off")
+    from execution.copy.service import Actor, CopyError
 
     async def run() -> None:
-        async with open_services(get_settings(), migrate=False) as services:
-            assert services.redis is not None
-            if state == "on":
-                await services.redis.set(KILL_SWITCH_KEY, "1")
-            else:
-                await services.redis.delete(KILL_SWITCH_KEY)
+        if state not in ("on", "off"):
+            raise CopyError(f"{state!r} is not on or off", "state")
+        async with _service(redis=True, migrate=False) as service:
+            await service.kill_switch(Actor.operator(), state == "on")
 
-    asyncio.run(run())
+    _run(run())
     typer.echo(json.dumps({"kill_switch": state}))
 
 
@@ -310,5 +530,7 @@ def register(app: typer.Typer) -> None:
     app.command("execute")(execute)
     app.command("reconcile")(reconcile)
     app.add_typer(follow_app, name="follow")
+    app.add_typer(profile_app, name="profile")
     app.command("copies")(copies)
+    app.command("notifications")(notifications)
     app.command("kill-switch")(kill_switch)

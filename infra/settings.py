@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     # Where the BentoML service (`vanta serve`) listens; clients (engine, bot) ask it there.
     serving_url: str = "http://127.0.0.1:3000"
     copy_execution_max_delay_ms: int = Field(500, gt=0)
+    copy_open_wait_s: float = Field(120, gt=0)  # a close waits this long for its open's copy
     # The on-chain venue: the contract orders go to, and the caps on each delegate transaction.
     avantis_trading_address: str = "0x44914408af82bC9983bbb330e3578E1105e11d4e"
     # USDC on Base: leaders' wallet balances for proportional sizing.

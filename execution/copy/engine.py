@@ -29,29 +29,27 @@ import logging
 import os
 import socket
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, TypeVar
 
 import asyncpg
 import redis.asyncio as aioredis
-import redis.exceptions as redis_errors
 
 from data.events import EventKind, Side, TradeEvent
 from data.pairs import Pair
-from execution.copy import journal, notices, positions, profiles
+from execution.copy import journal, notices, positions
+from execution.copy.booking import Booker, final_state
+from execution.copy.errors import SessionLost, transient
 from execution.copy.follows import follows_of
-from execution.copy.journal import Intent, Outcome, intent_id
+from execution.copy.journal import Intent, intent_id
 from execution.copy.leader_equity import LeaderEquity
 from execution.copy.model import (
     OPEN_STATES,
     CopyAction,
     Follow,
     IntentState,
-    ProfileStatus,
     Refusal,
     SizedOpen,
     SizingMode,
@@ -59,11 +57,11 @@ from execution.copy.model import (
 )
 from execution.copy.notices import Notice, NoticeKind
 from execution.copy.regime import RegimeSource
-from execution.copy.risk import Facts, check_close, check_open, limits_hit
+from execution.copy.risk import Facts, check_close, check_open
 from execution.copy.sizing import close_amount, partial_close_amount
-from execution.venues.base import PriceFeed, Venue, VenueOrder, VenuePending, VenueResult
+from execution.venues.base import PriceFeed, Venue, VenueOrder, VenueResult
 from execution.venues.paper import DictPriceFeed
-from infra.bus import EVENTS_STREAM, StreamBus
+from infra.bus import EVENTS_STREAM
 from infra.logs import log_fields
 from infra.metrics import counter, histogram
 
@@ -97,30 +95,6 @@ _SEND_ORDER = {
 }
 
 
-class SessionLost(ConnectionError):
-    """The engine's database session, and the advisory locks it held, are gone: nothing more is
-    sent under them. The work in hand is left to the journal and picked up again."""
-
-
-_TRANSIENT = (
-    VenuePending,
-    OSError,  # ConnectionError, refused or reset connections
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,  # a released or closed connection
-    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
-    asyncpg.exceptions.InsufficientResourcesError,
-    redis_errors.ConnectionError,
-    redis_errors.TimeoutError,
-)
-
-
-def transient(exc: BaseException) -> bool:
-    """Whether a failure is the world being away (retry later, everything) rather than something
-    about the orders themselves (isolate, bound the attempts)."""
-    return isinstance(exc, _TRANSIENT)
-
-
 def _alive(conn: asyncpg.Connection | None) -> bool:
     if conn is None:
         return False
@@ -128,14 +102,6 @@ def _alive(conn: asyncpg.Connection | None) -> bool:
         return not conn.is_closed()
     except asyncpg.InterfaceError:  # a pool proxy detached when its connection was lost
         return False
-
-
-def _final_state(result: VenueResult, looked_up: bool) -> IntentState:
-    """An outcome learnt by asking the venue after a crash is `resolved`; one it answered is
-    `filled` or `rejected`."""
-    if looked_up:
-        return IntentState.RESOLVED
-    return IntentState.FILLED if result.filled else IntentState.REJECTED
 
 
 def _add(total: dict[str, int], more: dict[str, int]) -> dict[str, int]:
@@ -179,26 +145,6 @@ class LastPriceFeed(DictPriceFeed):
             self.prices[event.pair_index] = event.price
 
 
-class Backoff:
-    """Waits that double up to a ceiling, cut short by `stop`."""
-
-    def __init__(self, stop: asyncio.Event, first_s: float = 0.2, most_s: float = 5.0):
-        self.stop, self.first_s, self.most_s = stop, first_s, most_s
-        self.delay = first_s
-
-    def reset(self) -> None:
-        self.delay = self.first_s
-
-    async def wait(self) -> float:
-        waited = self.delay
-        try:
-            await asyncio.wait_for(self.stop.wait(), waited)
-        except TimeoutError:
-            pass
-        self.delay = min(self.delay * 2, self.most_s)
-        return waited
-
-
 class CopyEngine:
     def __init__(
         self,
@@ -219,6 +165,7 @@ class CopyEngine:
         self.config = config or EngineConfig()
         self.leader_equity = leader_equity
         self.regime = regime
+        self.booker = Booker(catalogue)
         self._db: asyncpg.Connection | None = None
 
     async def __aenter__(self) -> CopyEngine:
@@ -647,7 +594,7 @@ class CopyEngine:
             return {}
         try:
             async with conn.transaction():
-                await self._book(conn, results)
+                await self.booker.book(conn, results)
         except Exception as exc:
             if transient(exc):
                 raise  # still `sent`: the venue is asked again later
@@ -662,7 +609,7 @@ class CopyEngine:
             return {"failed": 1}
         counts = {}
         for _i, res, looked_up in results:
-            state = _final_state(res, looked_up).value
+            state = final_state(res, looked_up).value
             counts[state] = counts.get(state, 0) + 1
             INTENTS.labels(outcome=state).inc()
         opened = [i for i, res, _ in results if res.filled and i.action is CopyAction.OPEN]
@@ -684,187 +631,6 @@ class CopyEngine:
                 "waiting closes left to the sweep",
                 extra=log_fields(error=f"{type(exc).__name__}: {exc}"[:200]),
             )
-
-    async def _book(self, conn: asyncpg.Connection, results: list[tuple[Intent, VenueResult, bool]]) -> None:
-        day = positions.trading_day()
-        await journal.settle(
-            conn,
-            [
-                Outcome(
-                    i.intent_id,
-                    _final_state(res, looked_up),
-                    res.price,
-                    res.fee_usdc,
-                    res.pnl_usdc,
-                    res.position_ref,
-                    res.reason,
-                )
-                for i, res, looked_up in results
-            ],
-        )
-        notes: list[Notice] = []
-        attribution: list[positions.Attribution] = []
-        opened: list[positions.OpenedCopy] = []
-        closes: list[tuple[Intent, VenueResult]] = []
-        for i, res, _ in results:
-            if not res.filled:
-                notes.append(
-                    notices.for_intent(
-                        i.profile_id,
-                        i.intent_id,
-                        NoticeKind.REJECTED,
-                        leader=i.leader,
-                        venue=i.venue,
-                        action=i.action.value,
-                        reason=res.reason,
-                    )
-                )
-            elif i.action is CopyAction.OPEN:
-                opened.append(self._opened(i, res))
-                attribution.append(
-                    positions.Attribution(
-                        i.profile_id,
-                        i.leader,
-                        day,
-                        fees_usdc=res.fee_usdc,
-                        slippage_cost_usdc=self._slippage(i, res),
-                    )
-                )
-                notes.append(
-                    notices.for_intent(
-                        i.profile_id,
-                        i.intent_id,
-                        NoticeKind.FILL,
-                        action=i.action.value,
-                        leader=i.leader,
-                        pair=self._symbol(i.pair_index),
-                        side=i.side,
-                        collateral_usdc=res.collateral_usdc,
-                        leverage=i.leverage,
-                        price=res.price,
-                    )
-                )
-            elif i.action is CopyAction.UPDATE_TP_SL:
-                notes.append(
-                    notices.for_intent(
-                        i.profile_id,
-                        i.intent_id,
-                        NoticeKind.FILL,
-                        action=i.action.value,
-                        leader=i.leader,
-                        pair=self._symbol(i.pair_index),
-                    )
-                )
-            else:
-                closes.append((i, res))
-        await positions.record_opens(conn, opened)
-        if closes:
-            notes += await self._book_closes(conn, closes, attribution, day)
-        await positions.attribute(conn, attribution)
-        await notices.write(conn, notes)
-
-    def _opened(self, i: Intent, res: VenueResult) -> positions.OpenedCopy:
-        return positions.OpenedCopy(
-            profile_id=i.profile_id,
-            follow_id=i.follow_id,
-            leader=i.leader,
-            leader_position_key=i.leader_position_key,
-            position_ref=res.position_ref,
-            pair_index=i.pair_index,
-            side=i.side,
-            collateral_usdc=res.collateral_usdc,
-            leverage=i.leverage,
-            entry_price=res.price,
-            leader_entry_price=i.requested_price,
-            open_fee_usdc=res.fee_usdc,
-        )
-
-    @staticmethod
-    def _slippage(i: Intent, res: VenueResult) -> int:
-        """What the follower's fill cost against the leader's, on the copy's notional."""
-        leader_price: Decimal | None = i.requested_price
-        if not leader_price or res.price is None or i.leverage is None:
-            return 0
-        notional = int(res.collateral_usdc * i.leverage)
-        sign = 1 if i.side == Side.LONG.value else -1
-        return int((res.price - leader_price) * sign * notional / leader_price)
-
-    async def _book_closes(
-        self,
-        conn: asyncpg.Connection,
-        closes: list[tuple[Intent, VenueResult]],
-        attribution: list[positions.Attribution],
-        day: Any,
-    ) -> list[Notice]:
-        whole = await positions.record_closes(
-            conn,
-            [
-                positions.ClosedCopy(
-                    profile_id=i.profile_id,
-                    position_ref=i.position_ref,
-                    collateral_usdc=res.collateral_usdc,
-                    fee_usdc=res.fee_usdc,
-                    pnl_usdc=res.pnl_usdc or 0,
-                    exit_price=res.price,
-                    leader_exit_price=i.requested_price,
-                    whole=i.action is CopyAction.CLOSE,
-                )
-                for i, res in closes
-            ],
-        )
-        notes = []
-        pnl_by_profile: dict[int, int] = defaultdict(int)
-        cause: dict[int, str] = {}
-        for (i, res), closed in zip(closes, whole, strict=True):
-            pnl = res.pnl_usdc or 0
-            pnl_by_profile[i.profile_id] += pnl
-            cause.setdefault(i.profile_id, i.intent_id)
-            attribution.append(
-                positions.Attribution(
-                    i.profile_id, i.leader, day, int(closed), realized_pnl_usdc=pnl, fees_usdc=res.fee_usdc
-                )
-            )
-            notes.append(
-                notices.for_intent(
-                    i.profile_id,
-                    i.intent_id,
-                    NoticeKind.FILL,
-                    action=i.action.value,
-                    leader=i.leader,
-                    pair=self._symbol(i.pair_index),
-                    pnl_usdc=pnl,
-                    closed_all=closed,
-                )
-            )
-        limits = await profiles.apply_realized(conn, dict(pnl_by_profile))
-        return notes + await self._pause_if_limits_hit(conn, limits, cause)
-
-    async def _pause_if_limits_hit(
-        self, conn: asyncpg.Connection, limits: list[asyncpg.Record], cause: dict[int, str]
-    ) -> list[Notice]:
-        active = [r for r in limits if r["status"] == ProfileStatus.ACTIVE.value]
-        counted = [r["id"] for r in active if r["daily_loss_limit_usdc"] is not None]
-        today = (
-            await positions.realized_since(conn, counted, positions.trading_day_start()) if counted else {}
-        )
-        paused: dict[Refusal, list[int]] = defaultdict(list)
-        for r in active:
-            reason = limits_hit(
-                realized_today_usdc=today.get(r["id"], 0),
-                daily_loss_limit_usdc=r["daily_loss_limit_usdc"],
-                equity_usdc=r["equity_usdc"],
-                peak_equity_usdc=r["peak_equity_usdc"],
-                max_drawdown_pct=r["max_drawdown_pct"],
-            )
-            if reason is not None:
-                paused[reason].append(r["id"])
-        notes = []
-        for reason, ids in paused.items():
-            await profiles.set_status(conn, ids, ProfileStatus.PAUSED, reason.value)
-            notes += [
-                notices.for_intent(pid, cause[pid], NoticeKind.PAUSED, reason=reason.value) for pid in ids
-            ]
-        return notes
 
     def _symbol(self, pair_index: int | None) -> str:
         pair = self.catalogue.get(pair_index) if pair_index is not None else None
@@ -893,7 +659,7 @@ class CopyEngine:
         ids = await journal.stale(conn, self.venue.name, self.config.claim_idle_ms / 1000, self.config.chunk)
         return await self.work(ids) if ids else {}
 
-    async def _sweep(self) -> None:
+    async def sweep(self) -> None:
         """Recovery rounds until nothing is left or the budget is spent (the stream waits)."""
         deadline = time.monotonic() + self.config.sweep_budget_s
         while True:
@@ -911,83 +677,7 @@ class CopyEngine:
     # --- the stream ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, *, start_id: str = "$") -> None:
-        """Consume the stream until `stop`. Redis or PostgreSQL going away is waited out with
-        backoff; nothing is lost meanwhile: unacked messages stay pending, and the journal holds
-        every intent already written."""
-        if self.redis is None:
-            raise RuntimeError("the engine needs Redis for the event stream")
-        bus = StreamBus(self.redis, self.config.stream)
-        backoff = Backoff(stop)
-        joined_once = joined = False
-        next_sweep = 0.0
-        while not stop.is_set():
-            try:
-                if not joined:
-                    await self._join(bus, start_id, first=not joined_once)
-                    joined = joined_once = True
-                    start_id = "0"  # a group lost with Redis's data is made again from the start
-                if time.monotonic() >= next_sweep:
-                    await self._sweep()
-                    next_sweep = time.monotonic() + self.config.claim_idle_ms / 1000
-                msgs = await bus.claim_stale(
-                    self.config.group, self.config.consumer, min_idle_ms=self.config.claim_idle_ms
-                )
-                msgs += await bus.read(self.config.group, self.config.consumer, count=20, block_ms=200)
-                if await self._consume(bus, msgs, stop):
-                    backoff.reset()
-                else:
-                    await backoff.wait()
-            except redis_errors.RedisError as exc:
-                if "NOGROUP" in str(exc):
-                    joined = False
-                log.warning(
-                    "event stream unavailable; retrying",
-                    extra=log_fields(error=f"{type(exc).__name__}: {exc}"[:200], retry_in_s=backoff.delay),
-                )
-                await backoff.wait()
-            except Exception:
-                log.exception("copy engine step failed; retrying")
-                await backoff.wait()
+        """Consume the stream until `stop` (see `consumer.py`)."""
+        from execution.copy.consumer import consume
 
-    async def _join(self, bus: StreamBus, start_id: str, *, first: bool) -> None:
-        await bus.ensure_group(self.config.group, start_id)
-        observe = getattr(self.feed, "observe", None)
-        if observe is not None and first:
-            # A restarted engine prices the intents it recovers from the stream's recent fills,
-            # not from nothing.
-            for msg in await bus.latest(self.config.price_seed_events):
-                observe(TradeEvent.from_record(msg.payload))
-        log.info(
-            "copy engine consuming" if first else "copy engine rejoined the stream",
-            extra=log_fields(consumer=self.config.consumer, venue=self.venue.name),
-        )
-
-    async def _consume(self, bus: StreamBus, msgs: list[Any], stop: asyncio.Event) -> bool:
-        """Handle and ack messages in order; False when the database is away (the rest wait)."""
-        observe = getattr(self.feed, "observe", None)
-        for msg in msgs:
-            if stop.is_set():
-                return True  # unacked: another engine (or the next start) takes them
-            try:
-                event = TradeEvent.from_record(msg.payload)
-            except Exception as exc:
-                log.error("unreadable event skipped", extra=log_fields(message=msg.id, error=str(exc)[:200]))
-                await bus.ack(self.config.group, msg.id)
-                continue
-            if observe is not None:
-                observe(event)
-            try:
-                await self.handle(event)
-            except Exception as exc:
-                if transient(exc):
-                    log.warning(
-                        "copy of an event postponed; it stays pending",
-                        extra=log_fields(event=event.event_id, error=f"{type(exc).__name__}: {exc}"[:200]),
-                    )
-                    return False
-                log.exception(
-                    "copy of an event failed; it stays pending", extra=log_fields(event=event.event_id)
-                )
-                continue
-            await bus.ack(self.config.group, msg.id)
-        return True
+        await consume(self, stop, start_id=start_id)

@@ -372,3 +372,15 @@ async def in_flight(conn: asyncpg.Connection, profile_id: int) -> bool:
             _OPEN_STATES,
         )
     )
+
+
+async def recent(conn: asyncpg.Connection, profile_id: int, limit: int) -> list[asyncpg.Record]:
+    """A profile's latest copies and refusals, newest first (the bars a waiting close put on a
+    late open are bookkeeping, not copies: left out)."""
+    return await conn.fetch(
+        "SELECT created_at, leader_address, action, state, pair_index, collateral_usdc, fill_price, pnl_usdc, "
+        "coalesce(refusal_reason, error) AS reason FROM copy_intents WHERE profile_id = $1 "
+        "AND leader_event_id NOT LIKE 'unseen-open-of:%' ORDER BY created_at DESC, intent_id LIMIT $2",
+        profile_id,
+        limit,
+    )

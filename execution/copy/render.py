@@ -20,7 +20,7 @@ def _reason(value: str | None) -> str:
 
 
 def _decimal(value: Any) -> str:
-    return str(Decimal(value).normalize()) if value not in (None, "") else "?"
+    return f"{Decimal(value).normalize():f}" if value not in (None, "") else "?"
 
 
 def _fill(f: dict[str, Any]) -> str:
