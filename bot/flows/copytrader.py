@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from execution.copy.service import Actor, FollowInput, ProfileInput, follow_config
 from telegram import Update
 from telegram.ext import (
     BaseHandler,
@@ -30,6 +29,8 @@ from bot.dialog import dialog_step
 from bot.replies import Context, ack, say, show, user_id
 from bot.views import copytrader as view
 from bot.views.copytrader import BY_KEY, FIELDS, Draft, Field
+from execution.copy.inputs import follow_config
+from execution.copy.service import Actor, FollowInput, ProfileInput
 from infra.logs import log_fields
 
 log = logging.getLogger("vanta.bot.copytrader")
