@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     ai_model_update_interval: int = Field(3600, gt=0)
     # Where the BentoML service (`vanta serve`) listens; clients (engine, bot) ask it there.
     serving_url: str = "http://127.0.0.1:3000"
+    # How long the service's Redis cache keeps features and trader cards; data changes are noticed
+    # at this pace too.
+    serving_cache_ttl_s: float = Field(30, gt=0)
     copy_execution_max_delay_ms: int = Field(500, gt=0)
     copy_open_wait_s: float = Field(120, gt=0)  # a close waits this long for its open's copy
     # The on-chain venue: the contract orders go to, and the caps on each delegate transaction.

@@ -57,6 +57,7 @@ class Job:
     run: Callable[[], Awaitable[Summary]]
     # Writes an admin notification when a run fails (for jobs whose failure someone must look at).
     alert: Callable[[BaseException], Awaitable[str]] | None = None
+    first_after_s: float = 0.0  # delay before the first run (a day-long retraining need not start at boot)
 
 
 class Scheduler:
@@ -102,6 +103,9 @@ class Scheduler:
             log.exception("could not queue the admin alert", extra=log_fields(job=job.name))
 
     async def _loop(self, job: Job, stop: asyncio.Event) -> None:
+        if job.first_after_s:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), job.first_after_s)
         while not stop.is_set():
             await self.run_job(job)
             with contextlib.suppress(TimeoutError):

@@ -76,7 +76,7 @@ class Forecast(BaseModel):
 class TraderCard(BaseModel):
     trader: str
     as_of: int
-    rank: int | None  # position on the AI leaderboard (eligible leaders), None when not ranked
+    rank: int | None  # position among all traders scored (as `vanta analyze` ranks them)
     score: float | None
     stats: TraderStats | None  # None: no close in the window
     skill: Skill
@@ -118,9 +118,10 @@ class RegimeState(BaseModel):
     color: RegimeColor
     volatility_1h: float | None
     trend: Trend
-    confidence: float
-    as_of: int  # time of the last price the model saw
+    confidence: float  # the filtered probability of the color shown
+    as_of: int  # end of the last completed hour of prices the model saw
     model: str  # the regime model's version
+    probabilities: dict[str, float] = Field(default_factory=dict)  # green / yellow / red
 
 
 class Opportunity(BaseModel):

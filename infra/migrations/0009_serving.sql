@@ -10,6 +10,9 @@ CREATE TABLE market_prices (
 );
 CREATE INDEX market_prices_ts ON market_prices (ts);
 
+-- Price history and the data version read trade_events by time across all traders.
+CREATE INDEX trade_events_ts ON trade_events (ts);
+
 -- The serving layer reads the latest regime per pair and the latest analytics per trader.
 CREATE INDEX market_regime_data_latest ON market_regime_data (pair, ts DESC);
 CREATE INDEX trader_analytics_latest ON trader_analytics (model_name, as_of DESC);

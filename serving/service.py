@@ -1,0 +1,180 @@
+"""The BentoML service: the analyzer and the regime model from the model store, over HTTP.
+
+One `@bentoml.service` class, typed requests and responses (`serving.schemas`), no training code.
+Every answer is read from `ServingState`, which a background task keeps current (models hot
+reloaded from the store, features from PostgreSQL cached in Redis, regimes from live prices).
+
+Routes (POST, JSON): /score (adaptive batching), /trader, /leaderboard, /regime, /opportunities,
+/health; BentoML's own /livez and /readyz (ready once the traders are loaded) and /metrics
+(BentoML's request metrics followed by Vanta's registry).
+
+The models are referenced by tag at class level, `name:latest`, and resolved at run time rather
+than pinned with `bentoml.models.BentoModel` when the class loads: a version registered while the
+service runs must be picked up without a restart.
+
+Run it with `vanta serve [--port]`, which sets BENTOML_HOME (VANTA_HOME/bentoml) before BentoML is
+imported; the same is done here for `bentoml serve serving.service:Vanta` run by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from infra.settings import get_settings
+from serving import registry
+
+registry.configure(get_settings().vanta_home)  # before bentoml is imported: it reads BENTOML_HOME once
+
+import bentoml  # noqa: E402
+from bentoml.exceptions import NotFound, ServiceUnavailable  # noqa: E402
+from prometheus_client import generate_latest  # noqa: E402
+from pydantic import Field  # noqa: E402
+
+from infra.metrics import REGISTRY  # noqa: E402
+from serving import population as P  # noqa: E402
+from serving.schemas import (  # noqa: E402
+    Health,
+    LeaderboardPage,
+    LeaderboardSort,
+    Opportunity,
+    RegimeState,
+    ScoreItem,
+    TraderCard,
+    TraderScore,
+)
+from serving.state import ANALYZER_MODEL, REGIME_MODEL, ServingState  # noqa: E402
+
+log = logging.getLogger("vanta.serving")
+
+
+@bentoml.service(
+    name="vanta",
+    workers=1,
+    traffic={"timeout": 60, "max_concurrency": 1024},
+    logging={"access": {"enabled": False}},  # per-request lines cost latency; /metrics counts requests
+)
+class Vanta:
+    analyzer_tag = f"{ANALYZER_MODEL}:latest"
+    regime_tag = f"{REGIME_MODEL}:latest"
+
+    def __init__(self) -> None:
+        self.state: ServingState | None = None
+        self._stop = asyncio.Event()
+        self._refresher: asyncio.Task[None] | None = None
+        self._closers: list[object] = []
+
+    @bentoml.on_startup
+    async def start(self) -> None:
+        """Connect to PostgreSQL and Redis and start the refresher; readiness waits for its first round."""
+        from data.pairs import load_catalogue
+        from infra import bus, db, embedded
+
+        settings = get_settings()
+        pool = await db.create_pool(embedded.database_url(settings), min_size=1, max_size=8)
+        redis = bus.connect(embedded.redis_url(settings))
+        self._closers = [pool, redis]
+        catalogue = load_catalogue(settings.shared_data_dir / "avantis" / "trading_snapshot.json")
+        self.state = ServingState(pool, redis, catalogue, cache_ttl_s=settings.serving_cache_ttl_s)
+        self._refresher = asyncio.create_task(self.state.run(self._stop))
+
+    @bentoml.on_shutdown
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._refresher is not None:
+            await asyncio.wait([self._refresher], timeout=10)
+        pool, redis = self._closers or (None, None)
+        if redis is not None:
+            await redis.aclose()  # type: ignore[attr-defined]
+        if pool is not None:
+            await pool.close()  # type: ignore[attr-defined]
+
+    async def __is_ready__(self) -> bool:
+        return self.state is not None and self.state.ready.is_set()
+
+    def __metrics__(self, content: str) -> str:
+        return content + generate_latest(REGISTRY).decode()
+
+    def _ready(self) -> ServingState:
+        if self.state is None or self.state.population is None:
+            raise ServiceUnavailable("the traders are still loading")
+        return self.state
+
+    @bentoml.api(batchable=True, max_batch_size=20_000, max_latency_ms=200)
+    async def score(self, items: list[ScoreItem]) -> list[TraderScore]:
+        """Score, 7-day win probability, anomaly and archetype of each trader (address or feature row)."""
+        state = self._ready()
+        assert state.population is not None
+        population, analyzer = state.population, state.analyzer
+        if all(it.features is None for it in items):
+            return P.score_items(population, items, analyzer)
+        return await asyncio.to_thread(P.score_items, population, items, analyzer)
+
+    @bentoml.api
+    async def trader(self, address: str) -> TraderCard:
+        """One trader's card: stats, PSR/DSR/MinTRL, forecast, flags with reasons, archetype, equity curve."""
+        card = await self._ready().card(address)
+        if card is None:
+            raise NotFound(f"no closed trade of {address} in the data")
+        return card
+
+    @bentoml.api
+    async def leaderboard(
+        self,
+        page: int = Field(1, ge=1),
+        page_size: int = Field(20, ge=1, le=200),
+        sort: LeaderboardSort = "score",
+        eligible_only: bool = True,
+        min_trades: int = Field(0, ge=0),
+        archetype: str | None = None,
+        hide_flagged: bool = False,
+    ) -> LeaderboardPage:
+        """The AI leaderboard: by copyability score (or PnL, PSR), PSR/DSR/MinTRL beside each rank."""
+        state = self._ready()
+        assert state.population is not None
+        return P.leaderboard_page(
+            state.population,
+            page=page,
+            page_size=page_size,
+            sort=sort,
+            eligible_only=eligible_only,
+            min_trades=min_trades,
+            archetype=archetype,
+            hide_flagged=hide_flagged,
+        )
+
+    @bentoml.api
+    async def regime(self, pair: str | None = None) -> list[RegimeState]:
+        """The current regime of one pair or of every pair with enough prices (empty: no answer yet)."""
+        state = self._ready()
+        if REGIME_MODEL not in state.models:
+            raise ServiceUnavailable("no regime model registered")
+        regimes = state.regimes
+        if pair is not None:
+            return [regimes[pair]] if pair in regimes else []
+        return list(regimes.values())
+
+    @bentoml.api
+    async def opportunities(
+        self, limit: int = Field(10, ge=1, le=200), min_p_win: float = Field(0.55, ge=0, le=1)
+    ) -> list[Opportunity]:
+        """Eligible, unflagged leaders with a good 7-day forecast, in their pairs whose regime is not red."""
+        state = self._ready()
+        assert state.population is not None
+        return P.opportunities(state.population, state.regimes, limit=limit, min_p_win=min_p_win)
+
+    @bentoml.api
+    async def health(self) -> Health:
+        """Models loaded (versions), age of the data, problems in words."""
+        if self.state is None:
+            return Health(
+                ready=False,
+                models={},
+                data_as_of=None,
+                data_age_s=None,
+                features_computed_at=None,
+                regime_as_of=None,
+                traders=0,
+                problems=["starting"],
+            )
+        return self.state.health()
