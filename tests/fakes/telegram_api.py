@@ -158,6 +158,7 @@ class FakeTelegram:
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
         self.pushed = 0  # updates the test side has pushed so far
+        self.transcript: list[tuple[int, str]] = []  # (chat, line) in the order things happened
         self._confirmed = 0  # the highest update_id the bot confirmed via a later offset
         self._callbacks: dict[str, bool] = {}  # query id -> answered
         self._callback_ids = itertools.count(1)
@@ -314,6 +315,7 @@ class FakeTelegram:
         msg = self._bot_message(params, at)
         msg.text = text
         self._chats.setdefault(msg.chat_id, {})[msg.message_id] = msg
+        self._log(msg.chat_id, "bot", msg)
         return self._message_json(msg)
 
     async def _api_sendPhoto(self, params: dict[str, Any], at: float) -> dict[str, Any]:
@@ -328,6 +330,7 @@ class FakeTelegram:
         msg = self._bot_message(params, at)
         msg.photo, msg.caption = photo, caption
         self._chats.setdefault(msg.chat_id, {})[msg.message_id] = msg
+        self._log(msg.chat_id, "bot", msg)
         return self._message_json(msg)
 
     def _existing(self, params: dict[str, Any]) -> BotMessage:
@@ -353,6 +356,7 @@ class FakeTelegram:
             )
         msg.edits.append(msg.text)
         msg.text, msg.reply_markup, msg.parse_mode, msg.at = text, markup, params.get("parse_mode"), at
+        self._log(msg.chat_id, "bot (edit)", msg)
         return self._message_json(msg)
 
     async def _api_editMessageReplyMarkup(self, params: dict[str, Any], at: float) -> dict[str, Any]:
@@ -442,6 +446,11 @@ class FakeTelegram:
 
     # --- the test's side ----------------------------------------------------------------------
 
+    def _log(self, chat_id: int, who: str, msg: BotMessage) -> None:
+        body = ("[PNG chart] " if msg.photo else "") + msg.plain
+        buttons = "  ".join(f"[{b['text']}]" for b in msg.buttons)
+        self.transcript.append((chat_id, f"{who}> {body}" + (f"\n      {buttons}" if buttons else "")))
+
     def open_chat(self, user_id: int) -> None:
         """The user has pressed Start at some point: the bot may write to them."""
         self.known_chats.add(user_id)
@@ -459,12 +468,14 @@ class FakeTelegram:
         command = re.match(r"/[A-Za-z0-9_]+(@\w+)?", text)
         if command:
             message["entities"] = [{"offset": 0, "length": command.end(), "type": "bot_command"}]
+        self.transcript.append((user_id, f"user> {text}"))
         return self._push({"message": message})
 
     def press(self, user_id: int, message: BotMessage, label_part: str) -> int:
         """The user presses the inline button of `message` whose label contains `label_part`."""
-        data = message.button(label_part)["callback_data"]
-        return self.press_data(user_id, message, data)
+        button = message.button(label_part)
+        self.transcript.append((user_id, f"user> (presses [{button['text']}])"))
+        return self.press_data(user_id, message, button["callback_data"])
 
     def press_data(self, user_id: int, message: BotMessage, data: str) -> int:
         qid = str(next(self._callback_ids) * 7919)
@@ -570,8 +581,10 @@ class FakeTelegram:
         until: Callable[[list[BotMessage]], Any] | None = None,
         timeout: float = 30.0,
     ) -> BotMessage:
-        """Press a button and wait until the bot has answered the query and acted in the chat."""
+        """Press a button and wait until the bot has answered the query and acted in the chat.
+        Returns the newest message the bot sent, or the pressed one if it was only edited."""
         before = self.chat_actions(user_id)
+        newest = self.last(user_id).message_id
         answered = len(self.ok_calls("answerCallbackQuery"))
         self.press(user_id, message, label_part)
         await self.wait_for(
@@ -583,7 +596,8 @@ class FakeTelegram:
             timeout,
             f"an answer to the button {label_part!r}",
         )
-        return self.last(user_id)
+        latest = self.last(user_id)
+        return latest if latest.message_id > newest else self._chats[user_id][message.message_id]
 
     def chat_actions(self, chat_id: int) -> int:
         """How many messages the bot has sent or edited in this chat so far."""
