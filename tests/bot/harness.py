@@ -47,6 +47,8 @@ async def running_bot(
     commands_per_minute: int = 10_000,
     catalogue: dict[int, Pair] | None = None,
     delegate_address: str | None = None,
+    chain: Any = None,
+    trading_address: str = "",
     deliver: bool = False,
     fake: FakeTelegram | None = None,
     rate_prefix: str = "bot:rl",
@@ -64,6 +66,8 @@ async def running_bot(
         admins=admins,
         limiter=CommandRateLimit(redis, commands_per_minute, prefix=rate_prefix),
         delegate_address=delegate_address,
+        chain=chain,
+        trading_address=trading_address,
     )
     app = build_application(deps, pool, token=fake.token, base_url=fake.base_url)
     worker = None

@@ -82,8 +82,11 @@ class BotMessage:
         return [b for row in rows for b in row]
 
     def button(self, label_part: str) -> dict[str, Any]:
-        """The inline button whose label contains `label_part` (exactly one must)."""
-        found = [b for b in self.buttons if label_part.lower() in b["text"].lower()]
+        """The inline button labelled `label_part`, else the one whose label contains it (exactly
+        one must)."""
+        found = [b for b in self.buttons if b["text"] == label_part] or [
+            b for b in self.buttons if label_part.lower() in b["text"].lower()
+        ]
         if len(found) != 1:
             labels = [b["text"] for b in self.buttons]
             raise AssertionError(f"{len(found)} buttons match {label_part!r} among {labels}")

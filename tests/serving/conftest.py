@@ -129,7 +129,9 @@ async def service(
     """The real server on a free port, ready; its whole process group is stopped at the end, even
     when a test fails."""
     home = tmp_path_factory.mktemp("serving_home")
-    process = ServiceProcess(free_port(), service_env(snapshot, store, redis_server_url, home), home / "serve.log")
+    process = ServiceProcess(
+        free_port(), service_env(snapshot, store, redis_server_url, home), home / "serve.log"
+    )
     try:
         process.start()
         await process.wait_ready()

@@ -64,7 +64,10 @@ async def test_every_endpoint_answers_what_the_research_functions_compute(
     async with ServingClient(service.url, timeout_s=30) as client:
         health = await client.health()
         assert not isinstance(health, Unknown) and health.ready
-        assert health.models == {"vanta_analyzer": store.tags["vanta_analyzer"], "vanta_regime": store.tags["vanta_regime"]}
+        assert health.models == {
+            "vanta_analyzer": store.tags["vanta_analyzer"],
+            "vanta_regime": store.tags["vanta_regime"],
+        }
         assert health.traders == features.height and health.data_as_of == snapshot.as_of - 1
 
         # The card of the best eligible trader, field by field.
@@ -137,7 +140,11 @@ async def test_every_endpoint_answers_what_the_research_functions_compute(
         assert {r.pair for r in regimes} == {"BTC/USD", "ETH/USD"}
         for state in regimes:
             expected = _research_regime(snapshot.events, state.pair, store)
-            assert (state.color, state.trend, state.as_of) == (expected["color"], expected["trend"], expected["ts"])
+            assert (state.color, state.trend, state.as_of) == (
+                expected["color"],
+                expected["trend"],
+                expected["ts"],
+            )
             assert state.confidence == pytest.approx(expected["confidence"], rel=1e-9)
             assert state.model == store.tags["vanta_regime"]
         [btc] = await client.regime("BTC/USD")  # type: ignore[misc]
