@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: setup test test-fast demo bench lint clean
+.PHONY: setup test test-fast soak demo bench lint clean
 
 setup: $(STAMP) $(NPM_STAMP)
 
@@ -28,6 +28,10 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not integration"
+
+# The heaviest crash and restart variants (minutes): `make test` keeps a lighter one of each.
+soak: setup
+	$(BIN)/python -m pytest -m soak
 
 demo: setup
 	$(BIN)/vanta demo

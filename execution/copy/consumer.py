@@ -90,12 +90,11 @@ async def consume(engine: CopyEngine, stop: asyncio.Event, *, start_id: str = "$
 
 async def _join(engine: CopyEngine, bus: StreamBus, start_id: str, *, first: bool) -> None:
     await bus.ensure_group(engine.config.group, start_id)
-    observe = getattr(engine.feed, "observe", None)
-    if observe is not None and first:
+    engine.bus = bus
+    if first:
         # A restarted engine prices the intents it recovers from the stream's recent fills,
         # not from nothing.
-        for msg in await bus.latest(engine.config.price_seed_events):
-            observe(TradeEvent.from_record(msg.payload))
+        await engine.seed_prices()
     log.info(
         "copy engine consuming" if first else "copy engine rejoined the stream",
         extra=log_fields(consumer=engine.config.consumer, venue=engine.venue.name),

@@ -61,7 +61,7 @@ from execution.copy.risk import Facts, check_close, check_open
 from execution.copy.sizing import close_amount, partial_close_amount
 from execution.venues.base import PriceFeed, Venue, VenueOrder, VenueResult
 from execution.venues.paper import DictPriceFeed
-from infra.bus import EVENTS_STREAM
+from infra.bus import EVENTS_STREAM, StreamBus
 from infra.logs import log_fields
 from infra.metrics import counter, histogram
 
@@ -166,6 +166,7 @@ class CopyEngine:
         self.leader_equity = leader_equity
         self.regime = regime
         self.booker = Booker(catalogue)
+        self.bus: StreamBus | None = None  # set once the engine joins its stream
         self._db: asyncpg.Connection | None = None
 
     async def __aenter__(self) -> CopyEngine:
@@ -271,17 +272,18 @@ class CopyEngine:
         if action is CopyAction.OPEN:
             return [self._plan_open(f, event, facts[f.profile.id]) for f in follows]
         ids, key = [f.profile.id for f in follows], event.position_key
-        # Opens first, copies second: an open settling in between is then seen as a copy, never
-        # as nothing at all.
-        opens = await journal.position_opens(conn, ids, [key])
+        # The journal first, copies second: an open settling in between is then seen as a copy,
+        # never as nothing at all.
+        known = await journal.position_intents(conn, ids, [key])
         copies = await positions.open_copies(conn, ids, [key])
+        nothing = journal.PositionIntents()
         return [
             self._plan_follow_up(
                 f,
                 event,
                 action,
                 facts[f.profile.id],
-                opens.get((f.profile.id, key)),
+                known.get((f.profile.id, key), nothing),
                 copies.get((f.profile.id, key)),
             )
             for f in follows
@@ -312,11 +314,13 @@ class CopyEngine:
         event: TradeEvent,
         action: CopyAction,
         facts: Facts,
-        open_state: IntentState | None,
+        known: journal.PositionIntents,
         copy: positions.CopiedPosition | None,
     ) -> Intent:
         """A close, partial close or TP/SL update: bound to the follower's copy now, waiting for
-        the copy of the open, or refused."""
+        the copy of the open (and a close for the partial closes and TP/SL moves planned before
+        it), or refused."""
+        open_state = known.open_state
         refusal = check_close(follow, facts)
         # A reversed copy holds the other side: the leader's levels would be on the wrong side.
         copies_levels = follow.config.copy_tp_sl and not follow.config.reverse
@@ -441,23 +445,30 @@ class CopyEngine:
             i.attempts += 1
         results = [(i, known[i.intent_id], True) for i in earlier if i.intent_id in known]
         to_send = sorted(planned + fresh + resend, key=lambda i: _SEND_ORDER[i.action])
+        if any(self.feed.price(i.pair_index or 0) is None for i in to_send):
+            await self.seed_prices()  # recovering another engine's fan-out: its events never passed here
         results += await self._submit(conn, to_send)
         return await self._record(conn, results)
 
     async def _bind_waiting(self, conn: asyncpg.Connection, waiting: list[Intent]) -> list[Intent]:
-        """Closes that wait for their open: bound to the copy once the open has settled (sized
-        now, from the leader's stored numbers), refused if the open was not copied, refused
+        """Follow-ups that wait: bound to the copy once the open has settled (sized now, from the
+        leader's stored numbers; a close also once the partial closes and TP/SL moves planned
+        before it are done or go out with it), refused if the open was not copied, refused
         `open_not_seen` past the wait bound, else left waiting for the next look."""
         pids = [i.profile_id for i in waiting]
         keys = [i.leader_position_key or "" for i in waiting]
-        opens = await journal.position_opens(conn, pids, keys)  # before the copies, as in `plan`
+        known = await journal.position_intents(conn, pids, keys)  # before the copies, as in `plan`
         copies = await positions.open_copies(conn, pids, keys)
         now = datetime.now(UTC)
+        nothing_known = journal.PositionIntents()
         bound, nothing, expired, still = [], [], [], []
-        for i in waiting:
+        for i in sorted(waiting, key=lambda i: _SEND_ORDER[i.action]):  # closes last
             key = (i.profile_id, i.leader_position_key or "")
-            copy, state = copies.get(key), opens.get(key)
-            if copy is not None:
+            copy, info = copies.get(key), known.get(key, nothing_known)
+            going = {b.intent_id for b in bound if (b.profile_id, b.leader_position_key) == key}
+            if copy is not None and i.action is CopyAction.CLOSE and info.busy - going - {i.intent_id}:
+                still.append(i)  # an earlier partial close or TP/SL move is still on its way
+            elif copy is not None:
                 amount = copy.collateral_usdc
                 if i.action is CopyAction.PARTIAL_CLOSE:
                     amount = partial_close_amount(
@@ -465,9 +476,9 @@ class CopyEngine:
                     )
                 i.position_ref, i.collateral_usdc, i.side = copy.position_ref, amount, copy.side
                 bound.append(i)
-            elif state in OPEN_STATES:
+            elif info.open_state in OPEN_STATES:
                 still.append(i)
-            elif state is not None:
+            elif info.open_state is not None:
                 nothing.append(i)
             elif i.created_at is not None and (now - i.created_at).total_seconds() > self.config.open_wait_s:
                 expired.append(i)
@@ -476,31 +487,35 @@ class CopyEngine:
         await journal.bind(conn, bound)
         await journal.refuse(conn, _ids(nothing), Refusal.NO_COPIED_POSITION)
         for i in expired:
-            tombstone = intent_id(i.profile_id, f"unseen-open-of:{i.leader_event_id}", CopyAction.OPEN)
-            async with conn.transaction():
-                if not await journal.stop_waiting(conn, i, tombstone):
-                    still.append(i)  # an open got there first: it is this close's to wait for
-                    continue
-                await notices.write(
-                    conn,
-                    [
-                        notices.for_intent(
-                            i.profile_id,
-                            i.intent_id,
-                            NoticeKind.UNMATCHED_CLOSE,
-                            leader=i.leader,
-                            action=i.action.value,
-                            pair=self._symbol(i.pair_index),
-                            waited_s=int(self.config.open_wait_s),
-                        )
-                    ],
-                )
-            log.warning(
-                "a close waited in vain for its open",
-                extra=log_fields(intent=i.intent_id, leader_position=i.leader_position_key),
-            )
+            if not await self._stop_waiting(conn, i):
+                still.append(i)  # an open got there first: it is this one's to wait for
         await journal.touch(conn, _ids(still))
         return bound
+
+    async def _stop_waiting(self, conn: asyncpg.Connection, i: Intent) -> bool:
+        tombstone = intent_id(i.profile_id, f"unseen-open-of:{i.leader_event_id}", CopyAction.OPEN)
+        async with conn.transaction():
+            if not await journal.stop_waiting(conn, i, tombstone):
+                return False
+            await notices.write(
+                conn,
+                [
+                    notices.for_intent(
+                        i.profile_id,
+                        i.intent_id,
+                        NoticeKind.UNMATCHED_CLOSE,
+                        leader=i.leader,
+                        action=i.action.value,
+                        pair=self._symbol(i.pair_index),
+                        waited_s=int(self.config.open_wait_s),
+                    )
+                ],
+            )
+        log.warning(
+            "a close waited in vain for its open",
+            extra=log_fields(intent=i.intent_id, leader_position=i.leader_position_key),
+        )
+        return True
 
     def _order(self, i: Intent) -> VenueOrder:
         return VenueOrder(
@@ -612,17 +627,17 @@ class CopyEngine:
             state = final_state(res, looked_up).value
             counts[state] = counts.get(state, 0) + 1
             INTENTS.labels(outcome=state).inc()
-        opened = [i for i, res, _ in results if res.filled and i.action is CopyAction.OPEN]
-        if opened:
-            await self._wake_waiting(conn, opened)
+        settled = [i for i, _, _ in results if i.action is not CopyAction.CLOSE]
+        if settled:
+            await self._wake_waiting(conn, settled)
         return counts
 
-    async def _wake_waiting(self, conn: asyncpg.Connection, opened: list[Intent]) -> None:
-        """Closes that waited for these opens go out now, not at the next sweep (which still
-        finds them if this fails)."""
+    async def _wake_waiting(self, conn: asyncpg.Connection, settled: list[Intent]) -> None:
+        """Follow-ups that waited for these opens (closes, for these partial closes) go out now,
+        not at the next sweep (which still finds them if this fails)."""
         try:
             ids = await journal.waiting_for(
-                conn, [i.profile_id for i in opened], [i.leader_position_key or "" for i in opened]
+                conn, [i.profile_id for i in settled], [i.leader_position_key or "" for i in settled]
             )
             if ids:
                 await self.work(ids)
@@ -647,6 +662,15 @@ class CopyEngine:
             pair=self._symbol(i.pair_index),
             reason=i.refusal.value,
         )
+
+    async def seed_prices(self) -> None:
+        """Learn the pairs' last prices from the stream's recent fills (a feed that observes
+        events only knows those this engine read; another engine may have read the rest)."""
+        observe = getattr(self.feed, "observe", None)
+        if observe is None or self.bus is None:
+            return
+        for msg in await self.bus.latest(self.config.price_seed_events):
+            observe(TradeEvent.from_record(msg.payload))
 
     async def recover(self) -> dict[str, int]:
         """Finish intents nobody is working on. A message is acked by whoever handled it last; an

@@ -17,7 +17,7 @@ process at a time, resolved by asking the venue.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -213,17 +213,35 @@ async def workable(conn: asyncpg.Connection, ids: list[str]) -> list[Intent]:
     return [_intent(r) for r in rows]
 
 
-async def position_opens(
+@dataclass(slots=True)
+class PositionIntents:
+    """What the journal holds about one follower's copy of one leader position."""
+
+    open_state: IntentState | None = None  # the open intent's state (None: not planned yet)
+    busy: set[str] = field(default_factory=set)  # partial closes and TP/SL updates in flight
+
+
+async def position_intents(
     conn: asyncpg.Connection, profile_ids: list[int], leader_position_keys: list[str]
-) -> dict[tuple[int, str], IntentState]:
-    """The state of each follower's open intent for these leader positions (absent: none yet)."""
+) -> dict[tuple[int, str], PositionIntents]:
+    """Per (follower, leader position): its open's state and its follow-ups still in flight (a
+    close waits for both, so it never overtakes them)."""
     rows = await conn.fetch(
-        "SELECT profile_id, leader_position_key, state FROM copy_intents WHERE action = 'open' "
-        "AND profile_id = ANY($1::bigint[]) AND leader_position_key = ANY($2::text[])",
+        "SELECT profile_id, leader_position_key, intent_id, action, state FROM copy_intents "
+        "WHERE profile_id = ANY($1::bigint[]) AND leader_position_key = ANY($2::text[]) "
+        "AND (action = 'open' OR (action IN ('partial_close', 'update_tp_sl') AND state = ANY($3::text[])))",
         profile_ids,
         leader_position_keys,
+        _OPEN_STATES,
     )
-    return {(r["profile_id"], r["leader_position_key"]): IntentState(r["state"]) for r in rows}
+    out: dict[tuple[int, str], PositionIntents] = {}
+    for r in rows:
+        info = out.setdefault((r["profile_id"], r["leader_position_key"]), PositionIntents())
+        if r["action"] == CopyAction.OPEN:
+            info.open_state = IntentState(r["state"])
+        else:
+            info.busy.add(r["intent_id"])
+    return out
 
 
 async def waiting_for(

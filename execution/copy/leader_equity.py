@@ -10,13 +10,14 @@ closed, and counting it would size copies up exactly when the leader is most exp
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import asyncpg
 
 from data.events import TradeEvent
-from data.protocol.abi import encode_call
-from data.sources.chain.rpc import ChainRpc
+
+if TYPE_CHECKING:
+    from data.sources.chain.rpc import ChainRpc
 
 
 class LeaderEquity(Protocol):
@@ -34,11 +35,29 @@ class FixedLeaderEquity:
 
 
 class ChainLeaderEquity:
-    def __init__(self, rpc: ChainRpc, usdc_address: str):
+    def __init__(self, rpc: ChainRpc | None, usdc_address: str, *, rpc_url: str | None = None):
         self.rpc = rpc
         self.usdc = usdc_address
+        self._rpc_url = rpc_url
+
+    @classmethod
+    def on_demand(cls, rpc_url: str, usdc_address: str) -> ChainLeaderEquity:
+        """Connects (and imports web3) only when a proportional copy first asks: most engines
+        never do, and start faster for it."""
+        return cls(None, usdc_address, rpc_url=rpc_url)
+
+    async def close(self) -> None:
+        if self.rpc is not None and self._rpc_url is not None:
+            await self.rpc.close()
 
     async def equity_usdc(self, conn: asyncpg.Connection, event: TradeEvent) -> int | None:
+        from data.protocol.abi import encode_call
+
+        if self.rpc is None:
+            from data.sources.chain.rpc import ChainRpc
+
+            assert self._rpc_url is not None
+            self.rpc = ChainRpc(self._rpc_url, max_attempts=3)
         raw = await self.rpc.eth_call(self.usdc, encode_call("balanceOf", ["address"], [event.trader]))
         wallet = int.from_bytes(raw, "big")
         in_positions = await conn.fetchval(

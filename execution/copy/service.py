@@ -478,11 +478,10 @@ class EngineOptions:
 
 
 async def run_engine(
-    service: CopyService, options: EngineOptions, stop: asyncio.Event, grace_s: float = 2.0
+    service: CopyService, options: EngineOptions, stop: asyncio.Event, grace_s: float = 1.0
 ) -> None:
     """The copy engine on the event stream until `stop`; the step in hand gets `grace_s` to end,
     then is cancelled (safe at any point: the journal, not memory, says what is left)."""
-    from data.sources.chain.rpc import ChainRpc
     from execution.copy.engine import CopyEngine, EngineConfig, LastPriceFeed
     from execution.copy.leader_equity import ChainLeaderEquity
 
@@ -500,18 +499,17 @@ async def run_engine(
         open_wait_s=settings.copy_open_wait_s,
     )
     # Leaders' equity (proportional sizing) from the chain; unreachable, it is a refusal.
-    chain = ChainRpc(settings.base_rpc_url, max_attempts=3)
-    equity = ChainLeaderEquity(chain, settings.usdc_address)
+    equity = ChainLeaderEquity.on_demand(settings.base_rpc_url, settings.usdc_address)
     try:
         async with CopyEngine(
             service.pool, service.redis, target, feed, service.catalogue, config, leader_equity=equity
         ) as engine:
             await until_stopped(engine.run(stop, start_id="0" if options.from_start else "$"), stop, grace_s)
     finally:
-        await asyncio.gather(target.close(), chain.close(), return_exceptions=True)
+        await asyncio.gather(target.close(), equity.close(), return_exceptions=True)
 
 
-async def until_stopped(work: Any, stop: asyncio.Event, grace_s: float = 2.0) -> Any:
+async def until_stopped(work: Any, stop: asyncio.Event, grace_s: float = 1.0) -> Any:
     """Run `work` until it ends or `stop` is set; after `stop`, it has `grace_s` to finish its
     step, then it is cancelled (a retry loop or a slow venue never holds the process)."""
     task = asyncio.ensure_future(work)

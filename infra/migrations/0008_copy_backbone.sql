@@ -15,9 +15,9 @@ ALTER TABLE copy_intents ADD COLUMN attempts integer NOT NULL DEFAULT 0;
 -- arbiter between an open arriving late and a close that stopped waiting for it.
 CREATE UNIQUE INDEX copy_intents_one_open ON copy_intents (profile_id, leader_position_key)
     WHERE action = 'open';
--- Closes waiting for their open, looked up by leader position.
-CREATE INDEX copy_intents_waiting ON copy_intents (leader_position_key)
-    WHERE state = 'planned' AND position_ref IS NULL;
+-- Follow-ups still in flight by leader position: what a close waits for, and who waits.
+CREATE INDEX copy_intents_position_in_flight ON copy_intents (leader_position_key)
+    WHERE state IN ('planned', 'sent', 'unknown');
 -- The day's realized PnL for the daily-loss limit.
 CREATE INDEX copy_intents_realized ON copy_intents (profile_id, updated_at)
     WHERE action IN ('close', 'partial_close') AND state IN ('filled', 'resolved');

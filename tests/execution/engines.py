@@ -51,20 +51,34 @@ class Engines:
         self.starts = 0
 
     def start(self, *more: str) -> subprocess.Popen[bytes]:
+        self.starts += 1
+        return self.spawn(*self.args, *more)
+
+    def spawn(self, *command: str) -> subprocess.Popen[bytes]:
+        """Any `vanta` command, under the same care (own process group, killed on exit)."""
         with self.log.open("ab") as sink:
             proc = subprocess.Popen(
-                [*self.args, *more],
+                list(command),
                 env=self.env,
                 stdout=subprocess.DEVNULL,
                 stderr=sink,
                 start_new_session=True,  # its own process group
             )
         self.procs.append(proc)
-        self.starts += 1
         return proc
 
     def consuming(self) -> int:
-        return self.log.read_text(errors="replace").count("copy engine consuming") if self.log.exists() else 0
+        return self.logged("copy engine consuming")
+
+    def ready(self, proc: subprocess.Popen[bytes]) -> bool:
+        """Whether this engine has joined the group (its consumer name ends with its pid)."""
+        return proc.poll() is None and any(
+            "copy engine consuming" in line and f'-{proc.pid}"' in line
+            for line in self.log.read_text(errors="replace").splitlines()
+        )
+
+    def logged(self, text: str) -> int:
+        return self.log.read_text(errors="replace").count(text) if self.log.exists() else 0
 
     async def until_consuming(self) -> None:
         """Every engine started so far has joined the group (a restart takes seconds when loaded)."""
@@ -181,12 +195,25 @@ def position_events(
 async def copy_figures(pool: asyncpg.Pool, profiles: list[int], events: list[TradeEvent]) -> dict[str, int]:
     """What the paper venue's own books say about the copies of `events` for `profiles`: orders
     that reached it, duplicated ones, expected copies that never filled, and copies still open
-    although every leader position in `events` was closed."""
+    although every leader position in `events` was closed.
+
+    A partial close (or TP/SL move) planned only after its position's copy was closed whole (by
+    the leader's close, taken first by another engine while the partial's message waited in a
+    killed one) has nothing left to act on: it is counted apart as `moot`, not as missing."""
     expected = {intent_id(p, ev.event_id, ACTIONS[ev.kind]) for p in profiles for ev in events}
     orders = await pool.fetch(
         "SELECT client_ref, count(*) AS n, bool_or(status = 'filled') AS filled FROM paper_orders GROUP BY 1"
     )
     by_ref = {r["client_ref"]: r for r in orders}
+    moot = {
+        r["intent_id"]
+        for r in await pool.fetch(
+            "SELECT p.intent_id FROM copy_intents p WHERE p.action IN ('partial_close', 'update_tp_sl') "
+            "AND p.state = 'refused' AND p.refusal_reason = 'no_copied_position' AND EXISTS (SELECT 1 FROM "
+            "copy_intents c WHERE c.profile_id = p.profile_id AND c.leader_position_key = p.leader_position_key "
+            "AND c.action = 'close' AND c.state IN ('filled', 'resolved'))"
+        )
+    }
     closed_keys = {ev.position_key for ev in events if ev.kind is not EventKind.OPEN}
     left_open = await pool.fetchval(
         "SELECT count(*) FROM copy_positions WHERE status = 'open' AND leader_position_key = ANY($1::text[])",
@@ -200,7 +227,8 @@ async def copy_figures(pool: asyncpg.Pool, profiles: list[int], events: list[Tra
         "expected": len(expected),
         "orders": sum(r["n"] for r in orders),
         "duplicates": sum(r["n"] - 1 for r in orders if r["n"] > 1),
-        "missing": sum(1 for ref in expected if not (ref in by_ref and by_ref[ref]["filled"])),
+        "missing": sum(1 for ref in expected - moot if not (ref in by_ref and by_ref[ref]["filled"])),
+        "moot": len(moot & expected),
         "left_open": left_open,
         "venue_open": await pool.fetchval("SELECT count(*) FROM paper_positions WHERE status = 'open'"),
         **{f"refused_{k}": v for k, v in refusals.items()},
