@@ -91,8 +91,11 @@ async def copy_engine(pool: asyncpg.Pool, redis_url: str) -> AsyncIterator[None]
 
 
 async def _leader_opens(redis_url: str, leader: str, trade_index: int) -> None:
-    """What the indexer would publish when the leader opens a BTC long."""
-    now = int(time.time())
+    """What the indexer would publish when the leader opens a BTC long. Chain time is whole seconds
+    and the engine compares it with the follow's time in whole seconds (rounded), so a position
+    opened within the second of the follow could read as opened before it: this one is stamped
+    the next second, as it would be a moment after the user followed."""
+    now = int(time.time()) + 1
     event = TradeEvent(
         event_id=f"e2e:{leader}:{trade_index}:{secrets.token_hex(3)}",
         venue="avantis",
