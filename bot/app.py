@@ -75,9 +75,7 @@ async def _leave_dialog(update: Update, context: Context) -> int:
 
 
 async def _off_topic(update: Update, context: Context) -> None:
-    await say(
-        update, context, "That doesn't answer my question. Use the buttons or type an answer, or /cancel."
-    )
+    await say(update, context, start_view.OFF_TOPIC)
 
 
 async def set_commands(app: Application[Any, Any, Any, Any, Any, Any]) -> None:

@@ -95,7 +95,9 @@ async def _run() -> dict[str, float]:
                 before = len(fake.messages(user))
                 started = time.monotonic()  # the fake's clock: its calls are stamped with it
                 fake.send_text(user, "/alfa")
-                await fake.wait_for(lambda u=user, b=before: len(fake.messages(u)) > b, timeout=60, what="/alfa")
+                await fake.wait_for(
+                    lambda u=user, b=before: len(fake.messages(u)) > b, timeout=60, what="/alfa"
+                )
                 answer = fake.last(user)
                 if "AI leaderboard" not in answer.plain:
                     raise RuntimeError(f"/alfa did not answer with the leaderboard: {answer.plain[:200]}")

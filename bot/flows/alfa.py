@@ -28,7 +28,7 @@ async def alfa(update: Update, context: Context) -> None:
         try:
             trader = inputs.address(args[0])
         except inputs.InputError as err:
-            await say(update, context, str(err))
+            await say(update, context, esc(str(err)))
             return
         await _card(update, context, trader)
         return
@@ -39,11 +39,7 @@ async def alfa(update: Update, context: Context) -> None:
         elif arg.lower() in _SORTS:
             sort = arg.lower()
         else:
-            await say(
-                update,
-                context,
-                "Try /alfa, /alfa 2 (a page), /alfa pnl or /alfa psr (a sort), or /alfa 0x… (a trader).",
-            )
+            await say(update, context, view.USAGE)
             return
     await _page(update, context, page, sort)  # type: ignore[arg-type]
 

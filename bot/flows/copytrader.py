@@ -28,6 +28,7 @@ from bot.deps import deps
 from bot.dialog import dialog_step
 from bot.replies import Context, ack, say, show, user_id
 from bot.views import copytrader as view
+from bot.views.common import esc
 from bot.views.copytrader import BY_KEY, FIELDS, Draft, Field
 from execution.copy.inputs import follow_config
 from execution.copy.service import Actor, FollowInput, ProfileInput
@@ -166,7 +167,7 @@ async def typed_answer(update: Update, context: Context) -> str:
         await say(update, context, view.BUTTONS_ONLY)
         return ASK
     if not text:
-        await say(update, context, "Please type your answer as text (or /cancel).")
+        await say(update, context, view.TEXT_PLEASE)
         return ASK
     try:
         if f.key == "amount":
@@ -175,7 +176,7 @@ async def typed_answer(update: Update, context: Context) -> str:
             assert f.parse is not None
             value = f.parse(text, deps(context).catalogue)
     except inputs.InputError as err:
-        await say(update, context, f"{err}\n<i>{f.label}: try again, or /cancel.</i>")
+        await say(update, context, view.try_again(str(err), f))
         return ASK
     return await _store(update, context, f, value)
 
@@ -200,7 +201,7 @@ async def chosen(update: Update, context: Context) -> str:
 
 
 async def sticker_or_photo(update: Update, context: Context) -> str:
-    await say(update, context, "I can only read text here. Type your answer or use the buttons (or /cancel).")
+    await say(update, context, view.TEXT_PLEASE)
     return ASK
 
 
@@ -236,12 +237,12 @@ async def _check_delegate(update: Update, context: Context) -> str:
 
 
 async def check_again(update: Update, context: Context) -> str:
-    await ack(update, context, "Checking…")
+    await ack(update, context, view.CHECKING)
     return await _check_delegate(update, context)
 
 
 async def enable_later(update: Update, context: Context) -> str:
-    await ack(update, context, "Saved for later: it stays paused until the delegate shows up")
+    await ack(update, context, view.SAVED_FOR_LATER)
     return await _next(update, context)
 
 
@@ -261,9 +262,9 @@ async def back_to_summary(update: Update, context: Context) -> str:
 
 
 async def pick_field(update: Update, context: Context) -> str:
-    await show(
-        update, context, "Which setting do you want to change?", view.fields_keyboard(_values(context))
-    )
+    d = _draft(context)
+    keyboard = view.fields_keyboard(d["values"], editing=d.get("mode") == "edit")
+    await show(update, context, view.WHICH_FIELD, keyboard)
     return FIELD_PICK
 
 
@@ -289,17 +290,17 @@ async def save(update: Update, context: Context) -> Any:
         try:
             changes = view.profile_changes(d.get("before", {}), values)
         except ValueError as err:
-            await say(update, context, str(err))
+            await say(update, context, esc(str(err)))
             return SUMMARY
         profile = await deps_.service.update_profile(actor, d["profile_id"], **changes)
         # Every follow of the profile takes the new copy settings (checked by the service first).
         for f in await deps_.service.follows(actor, profile.id):
             await deps_.service.edit_follow(actor, f.id, FollowInput(**view.follow_input_kwargs(copy)))
-        text = view.SAVED_EDIT.format(name=view.esc(profile.name))
+        text = view.SAVED_EDIT.format(name=esc(profile.name))
     else:
         follow_config(FollowInput(**view.follow_input_kwargs(copy)))  # refused now, not at the first follow
         profile = await deps_.service.create_profile(actor, ProfileInput(**view.profile_input_kwargs(values)))
-        text = view.SAVED_NEW.format(name=view.esc(profile.name))
+        text = view.SAVED_NEW.format(name=esc(profile.name))
         if values.get("venue") != "paper" and not values.get("delegate_ok"):
             await deps_.service.pause(actor, profile.id)
             text += "\n" + view.PAUSED_UNTIL_DELEGATE

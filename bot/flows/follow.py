@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from execution.copy.service import Actor, CopyError, FollowInput, ProfileInput
 from telegram import Update
 from telegram.ext import (
     BaseHandler,
@@ -30,7 +29,9 @@ from bot.deps import deps
 from bot.dialog import dialog_step
 from bot.replies import Context, ack, say, show, user_id
 from bot.views import follow as view
+from bot.views.common import esc
 from bot.views.copytrader import follow_input_kwargs
+from execution.copy.service import Actor, CopyError, FollowInput, ProfileInput
 from infra.logs import log_fields
 
 log = logging.getLogger("vanta.bot.follow")
@@ -64,7 +65,7 @@ async def follow_command(update: Update, context: Context) -> object:
         try:
             leader = inputs.address(context.args[0])
         except inputs.InputError as err:
-            await say(update, context, str(err))
+            await say(update, context, esc(str(err)))
             return ConversationHandler.END
         await _pick(update, context, leader)
         return ConversationHandler.END
@@ -77,14 +78,14 @@ async def typed_address(update: Update, context: Context) -> object:
     try:
         leader = inputs.address(text or "")
     except inputs.InputError as err:
-        await say(update, context, f"{err}\nOr /cancel.")
+        await say(update, context, view.or_cancel(str(err)))
         return ADDRESS
     await _pick(update, context, leader)
     return ConversationHandler.END
 
 
 async def not_an_address(update: Update, context: Context) -> object:
-    await say(update, context, "Please send the trader's address as text (0x…), or /cancel.")
+    await say(update, context, view.ADDRESS_AS_TEXT)
     return ADDRESS
 
 
@@ -117,7 +118,7 @@ async def _copy(update: Update, context: Context, profile: Any) -> dict[str, Any
 async def _confirm(update: Update, context: Context, profile: Any, leader: str) -> None:
     copy = await _copy(update, context, profile)
     if copy is None:
-        await show(update, context, view.NO_COPY_SETTINGS.format(name=view.esc(profile.name)))
+        await show(update, context, view.NO_COPY_SETTINGS.format(name=esc(profile.name)))
         return
     await show(
         update,
@@ -132,7 +133,7 @@ async def confirmed(update: Update, context: Context) -> None:
     profile = await _profile(update, context, int(pid))
     copy = await _copy(update, context, profile)
     if copy is None:
-        await show(update, context, view.NO_COPY_SETTINGS.format(name=view.esc(profile.name)))
+        await show(update, context, view.NO_COPY_SETTINGS.format(name=esc(profile.name)))
         return
     await deps(context).service.follow(
         _actor(update),
@@ -231,7 +232,7 @@ async def _resume(update: Update, context: Context, profile: Any) -> None:
             return
         if not ok:
             text = view.DELEGATE_NEEDED.format(
-                name=view.esc(profile.name), delegate=d.delegate_address, wallet=profile.wallet
+                name=esc(profile.name), delegate=d.delegate_address, wallet=profile.wallet
             )
             await show(update, context, text)
             return

@@ -4,7 +4,6 @@ copies and refusals with their reasons in words, and a chart of its copy PnL."""
 
 from __future__ import annotations
 
-from execution.copy.service import Actor
 from telegram import Update
 from telegram.ext import BaseHandler, CommandHandler
 
@@ -13,6 +12,7 @@ from bot.deps import deps
 from bot.replies import Context, photo, say, user_id
 from bot.views import status as view
 from bot.views.common import esc
+from execution.copy.service import Actor
 
 MAX_PROFILES = 5  # more than this many profiles: the first ones, and a word about the rest
 
@@ -39,7 +39,7 @@ async def status(update: Update, context: Context) -> None:
             await photo(update, context, png, f"📈 <b>{esc(profile.name)}</b>: copy PnL")
         await say(update, context, text)
     if len(profiles) > MAX_PROFILES:
-        await say(update, context, f"…and {len(profiles) - MAX_PROFILES} more profiles (see /copytrader).")
+        await say(update, context, view.more_profiles(len(profiles) - MAX_PROFILES))
 
 
 HANDLERS: list[BaseHandler] = [CommandHandler("status", status)]

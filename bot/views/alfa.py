@@ -20,6 +20,7 @@ EXPLAIN = (
     "DSR: the same after allowing for how many traders we ranked (the best of many looks good by luck "
     "alone). Past results don't promise future ones.</i>"
 )
+USAGE = "Try /alfa, /alfa 2 (a page), /alfa pnl or /alfa psr (a sort), or /alfa 0x… (a trader)."
 UNAVAILABLE = (
     "The AI service isn't answering right now ({reason}), so I can't show {what}. I won't guess: "
     "please try again in a minute."

@@ -326,6 +326,17 @@ def fields_keyboard(d: Draft, *, editing: bool) -> Keyboard:
 
 
 BUTTONS_ONLY = "Please pick one of the buttons above (or /cancel)."
+TEXT_PLEASE = "I can only read text here: type your answer or use the buttons (or /cancel)."
+WHICH_FIELD = "Which setting do you want to change?"
+CHECKING = "Checking the chain…"
+SAVED_FOR_LATER = "Saved for later: it stays paused until the delegate shows up"
+
+
+def try_again(problem: str, f: Field) -> str:
+    """`problem` is written by bot.inputs for people (no markup in it)."""
+    return f"{esc(problem)}\n<i>{f.label}: try again, or /cancel.</i>"
+
+
 NO_PROFILES = (
     "<b>Copy profiles</b>\nYou have none yet. A profile says where your copies go (venue), how big "
     "they are, and the limits that stop them."

@@ -12,6 +12,13 @@ from data.pairs import Pair
 ASK_ADDRESS = (
     "Which trader do you want to copy? Send their address (0x…), or pick one from the leaderboard: /alfa."
 )
+ADDRESS_AS_TEXT = "Please send the trader's address as text (0x…), or /cancel."
+
+
+def or_cancel(problem: str) -> str:
+    return f"{esc(problem)}\nOr /cancel."
+
+
 NO_PROFILE = (
     "To copy a trader you need a copy profile first: where the copies go, how big they are and the "
     "limits that stop them."

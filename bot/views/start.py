@@ -61,6 +61,7 @@ def help_text(is_admin: bool) -> str:
     )
 
 
+OFF_TOPIC = "That doesn't answer my question. Use the buttons or type an answer, or /cancel."
 NOT_UNDERSTOOD = "I didn't understand that. /help lists what I can do."
 
 

@@ -106,3 +106,7 @@ def equity_points(recent: list[Any], report: Any) -> list[tuple[datetime, Decima
             points.append((first, Decimal(0)))
         points.append((now, Decimal(total + sum(u or 0 for u in unrealized)).scaleb(-6)))
     return points
+
+
+def more_profiles(n: int) -> str:
+    return f"…and {n} more profiles (see /copytrader)."

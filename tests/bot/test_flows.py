@@ -21,6 +21,7 @@ from serving.client import ServingClient
 from tests.bot.harness import running_bot
 from tests.bot.outbox_fixtures import LEADER, add_notices, fill
 from tests.servers import free_port
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 ANN, BOB = 5001, 5002
@@ -203,3 +204,61 @@ async def test_follow_asks_for_an_address_and_answers_nonsense(
     assert (f.profile, f.leader, f.settings["fixed_collateral_usdc"]) == ("safe", LEADER, 50_000_000)
     stored = await migrated_pool.fetchval("SELECT settings FROM bot_profile_settings LIMIT 1")
     assert json.loads(stored)["amount"] == "50"
+
+
+async def test_editing_a_profile_changes_it_and_every_follow_of_it(
+    migrated_pool: asyncpg.Pool, redis_server_url: str, service: CopyService
+) -> None:
+    ann = Actor.user(ANN)
+    profile = await service.create_profile(ann, ProfileInput(name="main", venue="paper", equity="1000"))
+    await preferences.set_copy_settings(
+        migrated_pool,
+        profile.id,
+        ANN,
+        {"sizing_mode": "fixed", "amount": "100", "slippage_bps": "50", "side": "both", "reverse": False},
+    )
+    await service.follow(ann, LEADER, FollowInput(mode="fixed", fixed="100"), ProfileInput(name="main"))
+    async with running_bot(migrated_pool, redis_server_url, service=service, market=_nowhere()) as bot:
+        fake = bot.fake
+        menu = await fake.reply_to(ANN, "/copytrader")
+        assert "main · paper · ▶️ active · equity 1,000.00 USDC" in menu.plain
+        summary = await fake.click(ANN, menu, "✏️ main")
+        assert "Changes to your profile" in summary.plain and "Amount: 100.00 USDC" in summary.plain
+        fields = await fake.click(ANN, summary, "Change something")
+        assert "Venue" not in [b["text"] for b in fields.buttons]  # a stored profile keeps its venue
+        await fake.click(ANN, fields, "Amount")
+        summary = await fake.reply_to(ANN, "250")
+        assert "Amount: 250.00 USDC" in summary.plain
+        fields = await fake.click(ANN, summary, "Change something")
+        await fake.click(ANN, fields, "Daily loss limit")
+        assert "doesn't look like" in (await fake.reply_to(ANN, "half of it")).plain
+        summary = await fake.reply_to(ANN, "300")
+        assert "Daily loss limit: 300.00 USDC" in summary.plain
+        saved = await fake.click(ANN, summary, "Save")
+        assert "Profile main updated" in saved.plain
+    [after] = await service.profiles(ann)
+    assert after.daily_loss_limit_usdc == 300_000_000 and after.equity_usdc == 1_000_000_000
+    [f] = await service.follows(ann)
+    assert f.settings["fixed_collateral_usdc"] == 250_000_000
+    assert (await preferences.copy_settings(migrated_pool, profile.id) or {})["amount"] == "250"
+
+
+async def test_a_user_who_blocked_the_bot_has_their_profiles_paused(
+    migrated_pool: asyncpg.Pool, redis_server_url: str, service: CopyService
+) -> None:
+    ann = Actor.user(ANN)
+    await service.create_profile(ann, ProfileInput(name="main", venue="paper", equity="1000"))
+    user_id = await migrated_pool.fetchval("SELECT id FROM users WHERE telegram_user_id = $1", ANN)
+    async with running_bot(
+        migrated_pool, redis_server_url, service=service, market=_nowhere(), deliver=True
+    ) as bot:
+        bot.fake.open_chat(ANN)
+        bot.fake.block(ANN)
+        await add_notices(migrated_pool, [(user_id, fill(1)), (user_id, fill(2))])
+
+        async def paused() -> bool:
+            return [p.status for p in await service.profiles(ann)] == ["paused"]
+
+        await until(paused, what="the profile paused after the 403")
+    statuses = [r["status"] for r in await migrated_pool.fetch("SELECT status FROM notifications")]
+    assert statuses == ["failed", "failed"]
