@@ -80,15 +80,18 @@ async def new_profile(update: Update, context: Context) -> str:
 async def edit_profile(update: Update, context: Context) -> str:
     assert update.callback_query is not None and context.user_data is not None
     profile = await _own_profile(update, context, int(update.callback_query.data.split(":")[2]))
-    values = view.values_of(profile, await _copy_settings(context, profile))
+    copy = await _copy_settings(context, profile)
+    values = view.values_of(profile, copy)
+    # A profile made outside the bot may have no copy settings yet: those are asked first.
+    unanswered = set() if copy is not None else set(view.COPY_KEYS) - set(view.DEFAULTS)
     context.user_data["draft"] = {
         "mode": "edit",
         "profile_id": profile.id,
         "before": values,
         "values": dict(values),
-        "answered": [f.key for f in FIELDS],
+        "answered": [f.key for f in FIELDS if f.key not in unanswered],
     }
-    return await _summary(update, context)
+    return await _next(update, context)
 
 
 async def _own_profile(update: Update, context: Context, profile_id: int) -> Any:
@@ -146,6 +149,9 @@ async def _next(update: Update, context: Context) -> str:
 
 async def _store(update: Update, context: Context, f: Field, value: Any) -> str:
     d = _draft(context)
+    if f.key == "venue" and value != "paper" and deps(context).delegate_address is None:
+        await say(update, context, view.wallet_prompt(None, value))
+        return await _ask(update, context, f)
     d["values"][f.key] = value
     if f.key not in d.setdefault("answered", []):
         d["answered"].append(f.key)
@@ -211,10 +217,7 @@ async def sticker_or_photo(update: Update, context: Context) -> str:
 async def _check_delegate(update: Update, context: Context) -> str:
     values = _values(context)
     d = deps(context)
-    if d.delegate_address is None:
-        await say(update, context, view.wallet_prompt(None, values["venue"]))
-        return ASK
-    if d.chain is None:
+    if d.chain is None or d.delegate_address is None:
         registered = False
     else:
         try:

@@ -278,7 +278,7 @@ def wallet_prompt(delegate: str | None, venue: str) -> str:
     if delegate is None:
         return (
             f"Real-money copying on {where} is not available on this Vanta: no delegate key is configured. "
-            "Pick Paper instead (/cancel, then /copytrader)."
+            "Please pick Paper."
         )
     return (
         f"Copies on {where} are placed by our <b>delegate</b>: it can open and close trades for your "

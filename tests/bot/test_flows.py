@@ -200,6 +200,13 @@ async def test_follow_asks_for_an_address_and_answers_nonsense(
         # The AI service is down: said plainly, nothing invented.
         down = await fake.reply_to(ANN, "/alfa")
         assert "isn't answering right now" in down.plain and "I won't guess" in down.plain
+        # Without a delegate key, real-money venues are refused at the venue question.
+        menu = await fake.reply_to(ANN, "/copytrader")
+        await fake.click(ANN, menu, "New profile")
+        venues = await fake.reply_to(ANN, "third")
+        refused = await fake.click(ANN, venues, "Veranta")
+        assert "not available on this Vanta" in refused.plain
+        assert "Where should copies be placed?" in fake.messages(ANN)[-2].plain  # asked again
     [f] = await service.follows(ann)
     assert (f.profile, f.leader, f.settings["fixed_collateral_usdc"]) == ("safe", LEADER, 50_000_000)
     stored = await migrated_pool.fetchval("SELECT settings FROM bot_profile_settings LIMIT 1")
