@@ -36,6 +36,8 @@ def too_short(min_trl_days: float | None, psr: float | None, record_days: float)
     (MinTRL) is longer than the record, or the statistics cannot be computed at all."""
     if psr is None or min_trl_days is None:
         return "⚠️ Not enough record to tell skill from luck."
+    if psr <= 0.5:  # an estimated Sharpe ratio at or below zero: no record length would show skill
+        return "⚠️ No evidence of skill: this record's Sharpe ratio is not above zero."
     if min_trl_days > record_days:
         return (
             f"⚠️ Record too short to tell skill from luck: it would take about {min_trl_days:,.0f} days "

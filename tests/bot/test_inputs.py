@@ -1,4 +1,5 @@
-"""What people type at the bot's prompts: exact values out, or a sentence saying what was expected."""
+"""What people type at the bot's prompts: exact values out, or a sentence saying what was expected;
+and the plain warning beside a record too short to tell skill from luck."""
 
 from __future__ import annotations
 
@@ -81,3 +82,14 @@ def test_profile_names() -> None:
     for bad in ("", "x" * 33, "<b>hi</b>", "-lead"):
         with pytest.raises(InputError):
             inputs.profile_name(bad)
+
+
+def test_the_too_short_to_tell_warning() -> None:
+    from bot.views.alfa import too_short
+
+    assert too_short(None, None, 30) == "⚠️ Not enough record to tell skill from luck."
+    assert "not above zero" in (too_short(1_000_000, 0.37, 30) or "")
+    assert "about 62 days" in (too_short(61.7, 0.91, 30) or "") and "we have 30" in (
+        too_short(61.7, 0.91, 30) or ""
+    )
+    assert too_short(12.0, 0.99, 30) is None
