@@ -94,7 +94,7 @@ def leaderboard_keyboard(page: LeaderboardPage) -> Keyboard:
 
 
 def card_caption(card: TraderCard) -> str:
-    rank = f"rank #{card.rank}" if card.rank else "not ranked"
+    rank = f"#{card.rank} by AI score" if card.rank else "not scored"
     return f"<b>{esc(short(card.trader))}</b> · {rank} · cumulative realized PnL"
 
 
@@ -104,7 +104,8 @@ def _hours(seconds: float | None) -> str:
 
 def card(card: TraderCard) -> str:
     lines = [f"<b>Trader</b> <code>{esc(card.trader)}</code>"]
-    rank = f"#{card.rank} on the leaderboard" if card.rank else "not on the leaderboard"
+    # The card's rank counts every trader scored; the leaderboard's, only eligible leaders.
+    rank = f"#{card.rank} of all traders scored" if card.rank else "not scored"
     score = "n/a" if card.score is None else f"{card.score:.2f}"
     lines.append(f"{rank} · AI score {score} · archetype: {esc(card.archetype or 'unknown')}")
     s = card.stats
@@ -148,7 +149,7 @@ def card(card: TraderCard) -> str:
     elif card.anomaly:
         lines.append("\n🚩 The anomaly model finds this record unusual.")
     if card.models:
-        versions = ", ".join(f"{esc(k)} {esc(v)}" for k, v in sorted(card.models.items()))
+        versions = ", ".join(esc(v) for _, v in sorted(card.models.items()))
         lines.append(f"\n<i>Models: {versions} · as of {when(datetime.fromtimestamp(card.as_of, UTC))}</i>")
     return "\n".join(lines)
 
