@@ -84,7 +84,7 @@ def equity_png(
 class RegimePoint:
     pair: str
     regime: str  # green | yellow | red
-    volatility: float | None  # hourly, as the regime model measures it
+    volatility: float | None  # the last hour's realized volatility, annualized (research.regime)
     trend: str  # bullish | bearish | neutral
     confidence: float
 
@@ -112,16 +112,17 @@ def regime_png(points: Sequence[RegimePoint], *, title: str = "Market regime by 
         )
         top = max(widths) or 1.0
         for y, p in zip(ys, rows, strict=True):
-            vol = "n/a" if p.volatility is None else f"{p.volatility:.2%}"
+            vol = "n/a" if p.volatility is None else f"{p.volatility:.0%}"
             label = f" {_TREND_MARK.get(p.trend, '?')} {p.trend}, vol {vol}, {p.confidence:.0%} sure"
             ax.text((p.volatility or 0.0) + top * 0.01, y, label, va="center", fontsize=8)
         ax.set_yticks(list(ys), [p.pair for p in rows])
         ax.set_xlim(0, top * 1.6)
-        ax.set_xlabel("volatility (1 h)")
-        ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+        ax.set_xlabel("volatility of the last hour, annualized")
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.legend(
             handles=[Patch(color=color, label=name) for name, color in REGIME_COLORS.items()],
-            loc="lower right",
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),  # beside the bars, never over a label
             fontsize=8,
         )
     ax.set_title(title)

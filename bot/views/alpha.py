@@ -23,7 +23,8 @@ def regimes(states: list[RegimeState]) -> str:
     latest = max(s.as_of for s in states)
     lines = [f"📈 <b>Market regime</b> · as of {when(datetime.fromtimestamp(latest, UTC))}"]
     for s in sorted(states, key=lambda s: s.pair):
-        vol = "n/a" if s.volatility_1h is None else f"{s.volatility_1h:.2%}/h"
+        # volatility_1h: the last hour's realized volatility, annualized (research.regime)
+        vol = "n/a" if s.volatility_1h is None else f"{s.volatility_1h:.0%} a year"
         lines.append(
             f"{DOT.get(s.color, '⚪')} <b>{esc(s.pair)}</b> {s.color} · {s.trend} · volatility {vol} · "
             f"{pct(s.confidence, 0)} sure — {MEANING.get(s.color, '')}"
@@ -42,7 +43,10 @@ def regimes_unknown(reason: str) -> str:
 
 def opportunities(items: list[Opportunity]) -> str:
     if not items:
-        return "<b>Copy opportunities</b>\nNone right now: no leader with a good forecast trades a pair that isn't red."
+        return (
+            "<b>Copy opportunities</b>\nNone right now: no eligible leader has a good enough forecast in a "
+            "pair that isn't red."
+        )
     lines = ["<b>Copy opportunities</b> (leaders with good forecasts, in pairs that aren't red)"]
     for i, o in enumerate(items, 1):
         score = "" if o.score is None else f" · score {o.score:.2f}"
