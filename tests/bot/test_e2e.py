@@ -203,8 +203,15 @@ async def test_a_follower_from_start_to_stop(served: Served, redis_server_url: s
             assert (width, height) == (800, 400)
             assert leader.lower() in card.plain.lower() and "Next 7 days" in card.plain
 
+            # /alpha: the regime per pair with its chart, then the opportunities.
+            fake.send_text(ANN, "/alpha")
+            await fake.wait_for(lambda: "Copy opportunities" in fake.last(ANN).plain, what="/alpha")
+            regime = fake.messages(ANN)[-2]
+            assert regime.photo is not None and regime.photo.startswith(PNG_MAGIC)
+            assert "Market regime" in regime.plain and "BTC/USD" in regime.plain and "sure" in regime.plain
+
             # Follow, with the only profile.
-            confirm = await _press(fake, card, "Follow", "with profile main")
+            confirm = await _press(fake, card, "⭐ Follow", "with profile main")
             assert "Amount: 100.00 USDC" in confirm.plain and "Leverage cap: 10×" in confirm.plain
             await _press(fake, confirm, "✅ Follow", "Following")
 

@@ -267,5 +267,57 @@ async def test_a_user_who_blocked_the_bot_has_their_profiles_paused(
             return [p.status for p in await service.profiles(ann)] == ["paused"]
 
         await until(paused, what="the profile paused after the 403")
+        # The user unblocks the bot and resumes.
+        bot.fake.blocked.discard(ANN)
+        assert "main copies again" in (await bot.fake.reply_to(ANN, "/resume")).plain
     statuses = [r["status"] for r in await migrated_pool.fetch("SELECT status FROM notifications")]
     assert statuses == ["failed", "failed"]
+    assert [p.status for p in await service.profiles(ann)] == ["active"]
+
+
+async def test_admins_switch_the_kill_switch_and_read_health(
+    migrated_pool: asyncpg.Pool, redis_server_url: str, service: CopyService
+) -> None:
+    from execution.copy.engine import KILL_SWITCH_KEY
+
+    admin = 6001
+    async with running_bot(
+        migrated_pool, redis_server_url, service=service, market=_nowhere(), admins=frozenset({admin})
+    ) as bot:
+        fake = bot.fake
+        assert "for Vanta's operators only" in (await fake.reply_to(ANN, "/health")).plain
+        assert "for Vanta's operators only" in (await fake.reply_to(ANN, "/kill")).plain
+        state = await fake.reply_to(admin, "/kill")
+        assert "Kill switch is off" in state.plain
+        confirm = await fake.click(admin, state, "Turn the kill switch ON")
+        assert "Stop all copying for every follower" in confirm.plain
+        on = await fake.click(admin, confirm, "Yes, stop everything")
+        assert "Kill switch is ON" in on.plain
+        assert service.redis is not None and await service.redis.get(KILL_SWITCH_KEY) == "1"
+        health = await fake.reply_to(admin, "/health")
+        assert (
+            "kill switch ON" in health.plain
+            and "AI service" in health.plain
+            and "not answering" in health.plain
+        )
+        assert "Alerts (last 24 h)" in health.plain
+        off = await fake.click(admin, await fake.click(admin, on, "Turn it off"), "Yes, resume copying")
+        assert "Kill switch is off" in off.plain and await service.redis.get(KILL_SWITCH_KEY) is None
+
+
+async def test_deleting_a_profile_asks_first_and_refuses_while_copies_are_open(
+    migrated_pool: asyncpg.Pool, redis_server_url: str, service: CopyService
+) -> None:
+    ann = Actor.user(ANN)
+    await service.create_profile(ann, ProfileInput(name="main", venue="paper", equity="1000"))
+    async with running_bot(migrated_pool, redis_server_url, service=service, market=_nowhere()) as bot:
+        fake = bot.fake
+        menu = await fake.reply_to(ANN, "/copytrader")
+        ask = await fake.click(ANN, menu, "🗑 main")
+        assert "Delete profile main?" in ask.plain
+        kept = await fake.click(ANN, ask, "No, keep it")
+        assert "main · paper" in kept.plain
+        ask = await fake.click(ANN, kept, "🗑 main")
+        gone = await fake.click(ANN, ask, "Yes, delete it")
+        assert "You have none yet" in gone.plain
+    assert await service.profiles(ann) == []
