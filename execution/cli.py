@@ -26,14 +26,19 @@ def stats(
     all_traders: bool = typer.Option(False, "--all", help="rank every trader, not only eligible leaders"),
     as_of: int | None = typer.Option(None, help="epoch seconds (default: now)"),
 ) -> None:
-    """Leaderboard candidates with their stats and skill-versus-luck figures (recomputed from trade_events)."""
+    """Leaderboard candidates ranked by the AI score (the analyzer's latest, from `vanta scheduler`),
+    with their stats and skill-versus-luck figures (recomputed from trade_events)."""
+    from execution.ai_rank import AI_RANK, latest_ai_scores, with_ai_scores
     from execution.tracker import STATS_COLUMNS, full_recompute
     from infra.runtime import open_services
     from research.stats import closes_frame, leaderboard
 
     settings = get_settings()
     # Per candidate: the stored stats less bookkeeping, plus the bootstrap p-value.
-    candidate_columns = [c for c in STATS_COLUMNS if c not in ("window_days", "as_of")] + ["bootstrap_p"]
+    candidate_columns = [c for c in STATS_COLUMNS if c not in ("window_days", "as_of")] + [
+        "bootstrap_p",
+        "ai_score",
+    ]
 
     async def run() -> dict[str, object]:
         when = int(time.time()) if as_of is None else as_of
@@ -41,7 +46,9 @@ def stats(
             tracker = await full_recompute(
                 services.pool, as_of=when, window_days=window_days, eligibility=_eligibility(settings)
             )
-        frame = tracker.stats(when)
+            async with services.pool.acquire() as conn:
+                scores = await latest_ai_scores(conn)
+        frame = with_ai_scores(tracker.stats(when), scores)
         top, share = leaderboard(
             frame,
             closes_frame(tracker.closes),
@@ -49,6 +56,7 @@ def stats(
             window_days=window_days,
             limit=limit,
             eligible_only=not all_traders,
+            rank_by=AI_RANK,
         )
         return {
             "as_of": when,
@@ -79,11 +87,12 @@ def stats(
         title=f"{result['traders']} traders, {result['eligible']} eligible; skilled share ≈ "
         f"{result['skill_share']['skilled']:.1%} (π0 = {result['skill_share']['pi0']:.2f})"
     )
-    for col in ("trader", "trades", "net PnL (USDC)", "win", "Sharpe", "PSR", "DSR", "boot p"):
+    for col in ("trader", "AI score", "trades", "net PnL (USDC)", "win", "Sharpe", "PSR", "DSR", "boot p"):
         table.add_column(col)
     for c in result["candidates"]:
         table.add_row(
             c["trader"][:12],
+            "–" if c["ai_score"] is None else f"{c['ai_score']:.1f}",
             str(c["trades"]),
             f"{int(c['net_pnl_usdc']) / 1e6:,.2f}",
             f"{c['win_rate']:.0%}",

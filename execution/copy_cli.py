@@ -198,7 +198,7 @@ def follow_add(
     copy_existing: bool = typer.Option(False, help="also copy positions the leader already holds"),
     slippage_bps: str = typer.Option("50", help="refuse a copy when the price moved more than this"),
     regime_guard: bool = typer.Option(
-        False, help="refuse opens while the regime model says red (or has no answer: not served yet)"
+        False, help="refuse opens while the regime model says red (or cannot answer: regime_unknown)"
     ),
     block: list[str] = typer.Option([], help="pair index never to copy (repeatable)"),
     allow: list[str] = typer.Option([], help="only these pair indexes (repeatable)"),

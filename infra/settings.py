@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     # How long the service's Redis cache keeps features and trader cards; data changes are noticed
     # at this pace too.
     serving_cache_ttl_s: float = Field(30, gt=0)
+    # Days of candles the regime model is fitted on (the latest ones; 0: all the history there is).
+    regime_train_days: int = Field(0, ge=0)
     copy_execution_max_delay_ms: int = Field(500, gt=0)
     copy_open_wait_s: float = Field(120, gt=0)  # a close waits this long for its open's copy
     # The on-chain venue: the contract orders go to, and the caps on each delegate transaction.

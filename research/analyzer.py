@@ -121,6 +121,20 @@ def _unsupervised(features: pl.DataFrame, seed: int) -> pl.DataFrame:
     return out.with_columns(archetype=pl.Series(labels, dtype=pl.Utf8))
 
 
+def eligible_traders(
+    trades: pl.DataFrame, as_of: int, *, active_hours: int, min_trades_30d: int, min_volume_30d_usd: int
+) -> pl.Series:
+    """Traders who pass the leader eligibility settings at `as_of` (LEADER_ACTIVE_HOURS,
+    LEADER_MIN_TRADES_30D, LEADER_MIN_VOLUME_30D_USD): active lately, enough trades and volume."""
+    w = trades.filter((pl.col("ts") < as_of) & (pl.col("ts") >= as_of - 30 * 86_400))
+    ok = w.group_by("trader").agg(n=pl.len(), volume=pl.col("notional").sum(), last=pl.col("ts").max())
+    return ok.filter(
+        (pl.col("last") >= as_of - active_hours * 3600)
+        & (pl.col("n") >= min_trades_30d)
+        & (pl.col("volume") >= min_volume_30d_usd)
+    )["trader"]
+
+
 def fit_analyzer(panel: pl.DataFrame, latest: pl.DataFrame, *, seed: int = 0) -> Analyzer:
     """Fit on every panel row whose label is complete; anomaly and archetypes on the latest features."""
     train = panel.filter(pl.col("label_complete"))

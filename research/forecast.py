@@ -3,8 +3,8 @@
 Panel: weekly as-of dates; at each, every trader's point-in-time features (`research.features`)
 and what followed in the next 7 days (labels). Three supervised models, all LightGBM:
 
-- win: P(the trader's net realized PnL over the next 7 days > 0), calibrated (isotonic, or Platt
-  on few rows) → `p_win_7d`. The seed's RandomForest is fitted beside it for comparison.
+- win: P(the trader's net realized PnL over the next 7 days > 0), calibrated (Platt)
+  → `p_win_7d`. The seed's RandomForest is fitted beside it for comparison.
 - pnl: the next 7 days' net PnL in USDC (fitted on asinh(pnl / 100) so a few whales do not own
   the fit) → `expected_pnl_7d_usdc`.
 - copy: P(a follower copying the trader's positions opened in the next 7 days, at fixed
@@ -109,7 +109,9 @@ def _x(frame: pl.DataFrame) -> np.ndarray:
 
 
 def _calibrated(x: np.ndarray, y: np.ndarray, seed: int) -> CalibratedClassifierCV:
-    method = "isotonic" if len(y) >= 1000 else "sigmoid"
+    # Platt scaling, not isotonic: it is monotone in the model's own score, so a ranking keeps all of
+    # the model's order (isotonic steps tie whole groups of traders at one probability).
+    method = "sigmoid"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # feature-name warnings from lightgbm
         return CalibratedClassifierCV(_lgbm_classifier(seed), method=method, cv=3, ensemble=False).fit(x, y)
@@ -258,60 +260,74 @@ def _auc(y: np.ndarray, s: np.ndarray) -> float:
     return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else float("nan")
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 3 or np.all(a == a[0]) or np.all(b == b[0]):
-        return float("nan")
-    return float(st.spearmanr(a, b).statistic)
+def _auc_rows(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """AUC of each row (resample) of 2-D `y` (0/1) and `s`, from ranks (Mann–Whitney U)."""
+    ranks = st.rankdata(s, axis=1)
+    n1 = y.sum(axis=1)
+    n0 = y.shape[1] - n1
+    u = (ranks * y).sum(axis=1) - n1 * (n1 + 1) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((n1 > 0) & (n0 > 0), u / (n1 * n0), np.nan)
 
 
-def bootstrap_ci(
-    metric, columns: list[np.ndarray], *, n_boot: int = 500, seed: int = 0, level: float = 0.95
-) -> tuple[float, float, float]:
-    """metric(*columns) on the data and its percentile bootstrap interval (rows resampled together)."""
-    rng = np.random.default_rng(seed)
-    n = len(columns[0])
-    point = metric(*columns)
-    if n < 3:
-        return point, float("nan"), float("nan")
-    draws = []
-    for _ in range(n_boot):
-        i = rng.integers(0, n, n)
-        v = metric(*(c[i] for c in columns))
-        if np.isfinite(v):
-            draws.append(v)
-    if not draws:
-        return point, float("nan"), float("nan")
+def _spearman_rows(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Spearman correlation of each row of 2-D `y` and `s` (Pearson of the ranks)."""
+    a = st.rankdata(y, axis=1)
+    b = st.rankdata(s, axis=1)
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+
+
+def _interval(draws: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    draws = draws[np.isfinite(draws)]
+    if not len(draws):
+        return float("nan"), float("nan")
     lo, hi = np.percentile(draws, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
-    return float(point), float(lo), float(hi)
+    return float(lo), float(hi)
 
 
 def compare(
-    preds: pl.DataFrame, target: str, candidates: list[str], *, metric: str = "auc", seed: int = 0
+    preds: pl.DataFrame,
+    target: str,
+    candidates: list[str],
+    *,
+    metric: str = "auc",
+    seed: int = 0,
+    n_boot: int = 500,
 ) -> pl.DataFrame:
     """Each candidate score column against the binary (auc) or continuous (spearman) target,
-    with its CI, and its paired difference to the first candidate (the model)."""
+    with its 95 % bootstrap interval, and its paired difference to the first candidate (the model):
+    every candidate is scored on the same resampled rows, so the difference's interval is paired."""
     y = preds[target].to_numpy().astype(float)
-    fn = _auc if metric == "auc" else _spearman
-    model = preds[candidates[0]].to_numpy().astype(float)
-    rows = []
+    n = len(y)
+    rows_fn = _auc_rows if metric == "auc" else _spearman_rows
+    idx = np.random.default_rng(seed).integers(0, n, (n_boot, n)) if n else np.zeros((1, 0), dtype=int)
+    full = np.arange(n)[None, :]
+    yb, y1 = y[idx], y[full]
+    scores = {c: preds[c].to_numpy().astype(float) for c in candidates}
+    point = {c: float(rows_fn(y1, s[full])[0]) if n > 2 else float("nan") for c, s in scores.items()}
+    boots = {c: rows_fn(yb, s[idx]) for c, s in scores.items()}
+    model = candidates[0]
+    out = []
     for c in candidates:
-        s = preds[c].to_numpy().astype(float)
-        value, lo, hi = bootstrap_ci(fn, [y, s], seed=seed)
-        d, dlo, dhi = bootstrap_ci(lambda yy, a, b: fn(yy, a) - fn(yy, b), [y, model, s], seed=seed)
-        rows.append(
+        lo, hi = _interval(boots[c])
+        dlo, dhi = _interval(boots[model] - boots[c])
+        out.append(
             {
                 "score": c,
                 "metric": metric,
-                "value": value,
+                "value": point[c],
                 "ci_low": lo,
                 "ci_high": hi,
-                "model_minus_this": d,
+                "model_minus_this": point[model] - point[c],
                 "diff_ci_low": dlo,
                 "diff_ci_high": dhi,
-                "n": len(y),
+                "n": n,
             }
         )
-    return pl.DataFrame(rows)
+    return pl.DataFrame(out)
 
 
 def forecast_report(wf: WalkForward, *, seed: int = 0) -> dict[str, pl.DataFrame | float]:

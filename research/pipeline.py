@@ -173,6 +173,7 @@ def train_analyzer(
             f"history too short to train: {tables.trades.height} closed trades before as-of; training needs "
             f"at least {forecast.WARMUP_DAYS + forecast.HORIZON_DAYS * (forecast.MIN_TRAIN_DATES + 1)} days of them"
         )
+    forecast.check_trainable(panel.filter(pl.col("label_complete")))
     wf = forecast.walk_forward(panel, seed=seed)
     report = forecast.forecast_report(wf, seed=seed)
     ok, verdict = forecast.beats_baselines(report["copy_auc"])  # type: ignore[arg-type]
@@ -261,7 +262,7 @@ def truth_evaluation(
 class RegimeOutcome:
     beats_baseline: bool
     verdict: str
-    model: regime.RegimeModel | None
+    model: regime.RegimeModel  # fitted either way; registered only when it beats the baseline
     holdout: dict[str, dict[str, object]]  # pair → {"hmm": ratio..., "vol_quantiles": ratio...}
     split_ts: int
     backtest: pl.DataFrame | None = None
@@ -270,8 +271,11 @@ class RegimeOutcome:
         return {"holdout_start": self.split_ts, "red_green_fwd_vol": self.holdout}
 
 
-def load_candles(prices_dir: Path, *, before: int | None = None) -> dict[str, pl.DataFrame]:
-    """The real 15-minute candles beside the project, by pair symbol (those present)."""
+def load_candles(
+    prices_dir: Path, *, before: int | None = None, last_days: int = 0
+) -> dict[str, pl.DataFrame]:
+    """The real 15-minute candles beside the project, by pair symbol (those present): those before
+    `before`, and of them only the last `last_days` days when that is not 0."""
     out = {}
     for pair, name in PRICE_FILES.items():
         path = prices_dir / name
@@ -279,8 +283,26 @@ def load_candles(prices_dir: Path, *, before: int | None = None) -> dict[str, pl
             frame = pl.read_ipc(path).sort("date").with_columns(ts=pl.col("date").dt.epoch("s"))
             if before is not None:
                 frame = frame.filter(pl.col("ts") < before)
+            if last_days:
+                frame = frame.tail(last_days * 96)
             out[pair] = frame.select("ts", "close")
     return out
+
+
+def save_regime(out_dir: str | Path, outcome: RegimeOutcome) -> Path:
+    """Keep a run's regime outcome for the notebooks after it (the backtest's guard)."""
+    import joblib
+
+    path = Path(out_dir) / "regime.joblib"
+    joblib.dump(outcome, path)
+    return path
+
+
+def load_regime(out_dir: str | Path) -> RegimeOutcome | None:
+    import joblib
+
+    path = Path(out_dir) / "regime.joblib"
+    return joblib.load(path) if path.exists() else None
 
 
 def train_regime(
@@ -318,7 +340,7 @@ def train_regime(
         + " the no-regime baseline (ratio 1) on the held-out period; "
         + "; ".join(parts)
     )
-    return RegimeOutcome(ok, verdict, model if ok else None, holdout, split)
+    return RegimeOutcome(ok, verdict, model, holdout, split)
 
 
 def regime_blocked_opens(
@@ -449,3 +471,22 @@ def regime_summary_rows(outcome: RegimeOutcome) -> list[dict[str, object]]:
             }
         )
     return rows
+
+
+def regime_guard_rows(label: str, plain: pl.DataFrame, guarded: pl.DataFrame) -> list[dict[str, object]]:
+    """What refusing copies while the pair is red does to the AI ranking's follower: PnL and drawdown."""
+    a = plain.filter(pl.col("ranking") == "ai_score").row(0, named=True)
+    b = guarded.filter(pl.col("ranking") == "ai_score").row(0, named=True)
+    return [
+        {
+            "population": label,
+            "model": "regime guard on top-10 by AI score",
+            "metric": "mean weekly follower PnL (USDC); max drawdown",
+            "model_value": b["mean_weekly_pnl_usdc"],
+            "model_ci": f"[{b['ci_low']:.1f}, {b['ci_high']:.1f}]; drawdown {b['max_drawdown_usdc']:.1f}",
+            "baseline": "no guard",
+            "baseline_value": a["mean_weekly_pnl_usdc"],
+            "difference_ci": f"drawdown {a['max_drawdown_usdc']:.1f}",
+            "better": bool(b["max_drawdown_usdc"] <= a["max_drawdown_usdc"]),
+        }
+    ]

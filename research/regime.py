@@ -37,6 +37,7 @@ BARS_PER_HOUR = 4
 HOURS_PER_YEAR = 24 * 365
 TREND_Z = 0.5
 NORM_HOURS = 24 * 30
+MIN_FILLED_HOURS_SHARE = 0.5  # event-derived bars need a fill in at least half of the hours
 MIN_TRAIN_HOURS = 24 * 60  # two months of hours (after the 30-day warm-up) to fit three states
 
 
@@ -70,7 +71,7 @@ def hourly_observations(candles: pl.DataFrame) -> pl.DataFrame:
     # states comparable across pairs whose normal volatility differs (ETH runs hotter than BTC).
     return out.with_columns(
         vol_norm=pl.col("vol_24h").rolling_median(NORM_HOURS, min_samples=NORM_HOURS // 4)
-    ).drop_nulls("vol_norm")
+    ).filter(pl.all_horizontal(pl.col("vol_1h", "vol_24h", "mom_4h", "vol_norm").is_finite()))
 
 
 def _obs_matrix(obs: pl.DataFrame) -> np.ndarray:
@@ -108,7 +109,7 @@ class RegimeModel:
         x = np.vstack([_obs_matrix(o) for o in parts])
         hmm = GaussianHMM(n_components=3, covariance_type="diag", n_iter=100, random_state=seed, tol=1e-3)
         hmm.fit(x, lengths=[o.height for o in parts])
-        order = np.argsort(hmm.means_[:, 1])  # by mean 24-hour volatility
+        order = np.argsort(hmm.means_[:, -1])  # by mean 24-hour volatility (the last observation)
         colors = [""] * 3
         for rank, state in enumerate(order):
             colors[state] = COLORS[rank]
@@ -249,12 +250,17 @@ def red_green_ratio(classified: pl.DataFrame, *, n_boot: int = 1000, seed: int =
 
 def bars_from_events(events: pl.DataFrame, pair_index: int) -> pl.DataFrame:
     """15-minute closes (ts = bar open) from the prices the events of one pair reveal, carried
-    forward over bars without a fill: the regime's input when no candle file covers the period."""
+    forward over bars without a fill: the regime's input when no candle file covers the period.
+    Empty when fewer than half of the hours hold a fill."""
     e = events.filter((pl.col("pair_index") == pair_index) & pl.col("price_e10").is_not_null())
     if e.is_empty():
         return pl.DataFrame(schema={"ts": pl.Int64, "close": pl.Float64})
     e = e.select(bar=(pl.col("ts") // 900) * 900, ts=pl.col("ts"), price=pl.col("price_e10") / 1e10)
     last = e.sort("ts").group_by("bar").agg(close=pl.col("price").last())
+    hours = (int(last["bar"].max()) - int(last["bar"].min())) / 3600 + 1
+    if last.select((pl.col("bar") // 3600).n_unique()).item() < MIN_FILLED_HOURS_SHARE * hours:
+        # Too sparse: carried-forward prices would show calm that nobody measured.
+        return pl.DataFrame(schema={"ts": pl.Int64, "close": pl.Float64})
     grid = pl.DataFrame({"ts": np.arange(int(last["bar"].min()), int(last["bar"].max()) + 1, 900)})
     return grid.join(last.rename({"bar": "ts"}), on="ts", how="left").with_columns(
         pl.col("close").forward_fill()

@@ -38,29 +38,41 @@ def run_notebooks(
     notebooks: tuple[str, ...] = NOTEBOOKS,
     progress: Callable[[str], None] | None = None,
     kernel_name: str = "python3",
-) -> list[Path]:
-    """Execute each notebook with `parameters` (plus out_dir = run_dir) into run_dir."""
+) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Execute each notebook with `parameters` (plus out_dir = run_dir) into run_dir. A notebook
+    that fails is still written (with its error) and the others still run; the failures are
+    returned beside the executed paths as (name, error's last line)."""
     import papermill
 
+    run_dir = run_dir.resolve()  # the kernels run inside it: relative paths would move with them
     run_dir.mkdir(parents=True, exist_ok=True)
-    done = []
+    done, failed = [], []
     for name in notebooks:
         out = run_dir / f"{name}.ipynb"
-        papermill.execute_notebook(
-            str(NOTEBOOK_DIR / f"{name}.ipynb"),
-            str(out),
-            parameters={**parameters, "out_dir": str(run_dir)},
-            kernel_name=kernel_name,
-            progress_bar=False,
-            cwd=str(run_dir),
-        )
+        try:
+            papermill.execute_notebook(
+                str(NOTEBOOK_DIR / f"{name}.ipynb"),
+                str(out),
+                parameters={**parameters, "out_dir": str(run_dir)},
+                kernel_name=kernel_name,
+                progress_bar=False,
+                cwd=str(run_dir),
+            )
+        except papermill.PapermillExecutionError as exc:
+            failed.append((name, f"{exc.ename}: {exc.evalue}"))
         done.append(out)
         if progress:
             progress(name)
-    return done
+    return done, failed
 
 
-def render_html(run_dir: Path, executed: list[Path], *, title: str = "Vanta research report") -> Path:
+def render_html(
+    run_dir: Path,
+    executed: list[Path],
+    *,
+    failed: list[tuple[str, str]] | None = None,
+    title: str = "Vanta research report",
+) -> Path:
     """One HTML file: the summary table, then every executed notebook (inputs hidden, outputs kept)."""
     import nbformat
     from nbconvert import HTMLExporter
@@ -79,6 +91,8 @@ def render_html(run_dir: Path, executed: list[Path], *, title: str = "Vanta rese
         "baseline with its interval above zero (or meets the target); a red row does not.</p>",
         table_html(rows),
     ]
+    for name, error in failed or []:
+        parts.append(f"<p style='color:#a00'><b>{html.escape(name)} failed:</b> {html.escape(error)}</p>")
     for nb_path in executed:
         body, _ = exporter.from_notebook_node(nbformat.read(str(nb_path), as_version=4))
         parts.append(f"<hr><h2>{html.escape(nb_path.stem)}</h2>{body}")

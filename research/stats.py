@@ -9,7 +9,7 @@ inside a second.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -194,15 +194,17 @@ def leaderboard(
     limit: int = 20,
     eligible_only: bool = True,
     n_boot: int = 1000,
+    rank_by: Sequence[tuple[str, bool]] = (("dsr", True), ("net_pnl_usdc", True)),
 ) -> tuple[pl.DataFrame, skill.SkillShare]:
-    """Candidates ranked by DSR, each with a bootstrap p-value, plus the cross-section skill share."""
+    """Candidates ranked by DSR (or by `rank_by`: columns, each descending or not, nulls last),
+    each with a bootstrap p-value, plus the cross-section skill share."""
     share = (
         skill.skill_share(stats["t_stat"].to_numpy())
         if not stats.is_empty()
         else skill.skill_share(np.array([]))
     )
     pool = stats.filter(pl.col("eligible")) if eligible_only else stats
-    top = pool.sort(["dsr", "net_pnl_usdc"], descending=True).head(limit)
+    top = pool.sort([c for c, _ in rank_by], descending=[d for _, d in rank_by], nulls_last=True).head(limit)
     pvals = [
         skill.stationary_bootstrap_pvalue(
             daily_pnl(closes, t, as_of=as_of, window_days=window_days), n_boot=n_boot, seed=i

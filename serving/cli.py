@@ -17,18 +17,6 @@ import typer
 
 research_app = typer.Typer(no_args_is_help=True, help="Research notebooks and reports.")
 
-EVENTS_SQL = """
-SELECT event_id, venue, source, trader, pair_index, pair, kind, trade_index, open_ts,
-       extract(epoch FROM ts)::bigint AS ts, side, collateral_usdc,
-       round(leverage * 10000000000)::bigint AS leverage_e10, round(price * 10000000000)::bigint AS price_e10,
-       size_closed_usdc, open_fee_usdc, close_fee_usdc, rollover_fee_usdc, loss_protection_usdc, usdc_sent,
-       NULL::bigint AS gross_pnl_usdc,
-       round(nullif(raw->>'tp', '')::numeric * 10000000000)::bigint AS tp_e10,
-       round(nullif(raw->>'sl', '')::numeric * 10000000000)::bigint AS sl_e10
-FROM trade_events WHERE ($1::bigint IS NULL OR ts < to_timestamp($1::bigint))
-ORDER BY ts, (kind <> 'open'), event_id
-"""
-
 
 class InputError(ValueError):
     """A user's input the command cannot use: printed as one line, exit 2."""
@@ -53,16 +41,6 @@ def _iso(epoch: int | None) -> str | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
-async def load_event_frame(conn: Any, before: int | None) -> Any:
-    """Canonical events stored before `before` as the research frame (data.event_frames layout)."""
-    import polars as pl
-
-    from data.event_frames import EVENT_SCHEMA
-
-    rows = await conn.fetch(EVENTS_SQL, before)
-    return pl.DataFrame([tuple(r) for r in rows], schema=EVENT_SCHEMA, orient="row")
-
-
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"vanta: {message}", err=True)
     raise typer.Exit(code)
@@ -72,6 +50,7 @@ def _events_before(as_of: int | None) -> tuple[Any, int]:
     """(events before T, T) from the configured PostgreSQL; T defaults to after the latest event."""
     from infra.runtime import open_services
     from infra.settings import get_settings
+    from serving.training import load_event_frame
 
     async def run() -> Any:
         async with open_services(get_settings(), with_redis=False) as services:
@@ -84,39 +63,6 @@ def _events_before(as_of: int | None) -> tuple[Any, int]:
     return events, as_of
 
 
-def _pair_fees() -> dict[int, tuple[int, int]]:
-    from data.pairs import load_catalogue
-    from infra.settings import get_settings
-
-    catalogue = load_catalogue(get_settings().shared_data_dir / "avantis" / "trading_snapshot.json")
-    return {i: (p.open_fee_ppm, p.close_fee_ppm) for i, p in catalogue.items()}
-
-
-def regime_candles(events: Any, as_of: int | None) -> dict[str, Any]:
-    """Candles for the regime: the real files beside the project when they reach the as-of time
-    (any time when none is given), else 15-minute bars from the prices the stored events reveal
-    (pairs with a week of them)."""
-    from infra.settings import get_settings
-    from research import regime
-    from research.pipeline import load_candles
-
-    candles = load_candles(get_settings().shared_data_dir / "prices", before=as_of)
-    covered = {
-        p: c
-        for p, c in candles.items()
-        if c.height and (as_of is None or int(c["ts"].max()) >= as_of - 3 * 3600)
-    }
-    if covered:
-        return covered
-    out = {}
-    if events is not None and events.height:
-        for (index, pair), _ in events.filter(events["pair"].is_not_null()).group_by(["pair_index", "pair"]):
-            bars = regime.bars_from_events(events, int(index))
-            if bars.height >= 7 * 96:
-                out[str(pair)] = bars
-    return out
-
-
 def train(
     as_of: str = typer.Option(
         None, "--as-of", help="ISO 8601 or unix seconds (default: after the latest event)"
@@ -126,154 +72,20 @@ def train(
     """Fit every model on what PostgreSQL holds before T, walk-forward against baselines; register the
     winners in the BentoML store and record every candidate in ai_model_metadata. Prints JSON."""
     from infra.settings import get_settings
-    from serving import registry
 
     try:
         t = parse_as_of(as_of)
     except InputError as exc:
         _fail(str(exc))
-    settings = get_settings()
-    registry.configure(settings.vanta_home)
-    from data.snapshots import write_duckdb
-    from research import forecast, pipeline, regime
+    from infra.runtime import open_services
+    from serving.training import train_models
 
-    events, t = _events_before(t)
-    snapshot = settings.vanta_home / "snapshots" / f"train-{t}.duckdb"
-    write_duckdb(snapshot, {"trade_events": events})
-    summary: dict[str, Any] = {"as_of": _iso(t), "events": events.height, "snapshot": str(snapshot)}
-    records: list[dict[str, Any]] = []
+    async def run() -> dict[str, Any]:
+        async with open_services(get_settings(), with_redis=False) as services:
+            return await train_models(services.pool, services.settings, t, seed=seed)
 
-    try:
-        out = pipeline.train_analyzer(events, t, seed=seed, fee_ppm=_pair_fees())
-    except forecast.HistoryTooShort as exc:
-        summary["analyzer"] = {"status": "history_too_short", "reason": str(exc), "registered": None}
-    else:
-        metrics = out.metrics()
-        entry: dict[str, Any] = {
-            "beats_baseline": out.beats_baseline,
-            "verdict": out.verdict,
-            "walk_forward_folds": out.walk_forward.folds if out.walk_forward else 0,
-            "panel_rows": out.panel_rows,
-            "copy_auc": metrics.get("copy_auc", {}).get("p_copy_win"),
-            "win_auc": metrics.get("win_auc", {}).get("p_win_7d"),
-            "pnl_spearman": metrics.get("pnl_spearman", {}).get("expected_pnl_7d_usdc"),
-            "copy_backtest_top10": metrics.get("copy_backtest_top10"),
-        }
-        tag = None
-        if out.beats_baseline and out.analyzer is not None:
-            tag = registry.save(
-                pipeline.ANALYZER_MODEL,
-                out.analyzer,
-                analyzer_metadata(out, t),
-            )
-            entry["status"] = "registered"
-        else:
-            previous = registry.load_latest(pipeline.ANALYZER_MODEL)
-            entry["status"] = "not_registered"
-            entry["kept"] = previous.tag if previous else None
-        entry["registered"] = tag
-        summary["analyzer"] = entry
-        records.append(
-            dict(
-                name=pipeline.ANALYZER_MODEL,
-                version=tag.split(":")[1] if tag else f"candidate-{t}",
-                bento_tag=tag,
-                train_start=out.analyzer.train_start if out.analyzer else None,
-                train_end=t,
-                metrics={k: v for k, v in metrics.items() if k != "copy_backtest_top10"},
-                baseline_metrics={
-                    "copy_backtest_top10": metrics.get("copy_backtest_top10"),
-                    "verdict": out.verdict,
-                },
-                beats_baseline=out.beats_baseline,
-            )
-        )
-
-    candles = regime_candles(events, t)
-    try:
-        rg = pipeline.train_regime(candles, seed=seed)
-    except regime.RegimeError as exc:
-        summary["regime"] = {"status": "history_too_short", "reason": str(exc), "registered": None}
-    else:
-        tag = None
-        if rg.beats_baseline and rg.model is not None:
-            tag = registry.save(pipeline.REGIME_MODEL, rg.model, regime_metadata(rg, sorted(candles)))
-        previous = None if tag else registry.load_latest(pipeline.REGIME_MODEL)
-        summary["regime"] = {
-            "status": "registered" if tag else "not_registered",
-            "beats_baseline": rg.beats_baseline,
-            "verdict": rg.verdict,
-            "registered": tag,
-            "kept": previous.tag if previous else None,
-            "pairs": sorted(candles),
-        }
-        records.append(
-            dict(
-                name=pipeline.REGIME_MODEL,
-                version=tag.split(":")[1] if tag else f"candidate-{t}",
-                bento_tag=tag,
-                train_start=rg.model.train_start if rg.model else None,
-                train_end=rg.split_ts,
-                metrics=rg.metrics(),
-                baseline_metrics={p: h["vol_quantiles"] for p, h in rg.holdout.items()},
-                beats_baseline=rg.beats_baseline,
-            )
-        )
-
-    if records:
-        from infra.runtime import open_services
-
-        async def write() -> None:
-            async with open_services(settings, with_redis=False) as services:
-                async with services.pool.acquire() as conn:
-                    for r in records:
-                        await registry.record(conn, **r)
-
-        asyncio.run(write())
+    summary = asyncio.run(run())
     typer.echo(json.dumps(summary, default=str))
-
-
-def analyzer_metadata(out: Any, as_of: int) -> dict[str, Any]:
-    """What the serving layer needs to use the analyzer, and what it was judged on."""
-    from research import analyzer as A
-    from research import features as F
-
-    metrics = out.metrics()
-    return {
-        "kind": "analyzer",
-        "object": "research.analyzer.Analyzer",
-        "input": "research.features.trader_features(trades, as_of, positions=, prices=) frame",
-        "features": list(F.FEATURES),
-        "outputs": list(A.ROW_COLUMNS),
-        "score": "100 x calibrated P(next-week fixed-collateral copy ends ahead); flagged traders rank last",
-        "horizon_days": 7,
-        "lookback_days": F.LOOKBACK_DAYS,
-        "train_start": out.analyzer.train_start,
-        "train_end": out.analyzer.train_end,
-        "as_of": as_of,
-        "verdict": out.verdict,
-        "metrics": {k: v for k, v in metrics.items() if k != "copy_backtest_top10"},
-        "copy_backtest_top10": metrics.get("copy_backtest_top10"),
-    }
-
-
-def regime_metadata(rg: Any, pairs: list[str]) -> dict[str, Any]:
-    from research import regime as R
-
-    return {
-        "kind": "regime",
-        "object": "research.regime.RegimeModel",
-        "input": "research.regime.hourly_observations(15-minute candles: ts, close)",
-        "outputs": ["color", "confidence", "trend", "signal", "p_green", "p_yellow", "p_red"],
-        "colors": list(R.COLORS),
-        "state_colors": rg.model.state_colors,
-        "pairs_trained": pairs,
-        "train_start": rg.model.train_start,
-        "train_end": rg.model.train_end,
-        "holdout_start": rg.split_ts,
-        "verdict": rg.verdict,
-        "metrics": rg.metrics(),
-    }
 
 
 def analyze(
@@ -282,6 +94,11 @@ def analyze(
     ),
     as_json: bool = typer.Option(False, "--json", help="JSON lines, one per trader"),
     limit: int = typer.Option(0, min=0, help="rows to show (0: all)"),
+    eligible_only: bool = typer.Option(
+        False,
+        "--eligible-only",
+        help="only leaders passing LEADER_ACTIVE_HOURS, _MIN_TRADES_30D, _MIN_VOLUME_30D_USD",
+    ),
 ) -> None:
     """One row per trader: rank, copyability score, 7-day forecast, anomaly flags, archetype, PSR/DSR."""
     from infra.settings import get_settings
@@ -299,7 +116,19 @@ def analyze(
     tables = Tables.from_events(events)
     feats = tables.features_at(t)
     model = registry.load_latest(ANALYZER_MODEL)
-    rows = A.score_frame(feats, model.obj if model else None)
+    settings = get_settings()
+    eligible = (
+        A.eligible_traders(
+            tables.trades,
+            t,
+            active_hours=settings.leader_active_hours,
+            min_trades_30d=settings.leader_min_trades_30d,
+            min_volume_30d_usd=settings.leader_min_volume_30d_usd,
+        )
+        if eligible_only
+        else None
+    )
+    rows = A.score_frame(feats, model.obj if model else None, eligible=eligible)
     if limit:
         rows = rows.head(limit)
     note = (
@@ -377,7 +206,10 @@ def regime_cmd(
     if model is None:
         _fail("no regime model registered: run `vanta train` first", 1)
     events, _ = _events_before(t)
-    rows = regime_rows(model.obj, model.tag, regime_candles(events, t), t)
+    from serving.training import regime_candles
+
+    candles = regime_candles(events, t, get_settings().shared_data_dir / "prices")
+    rows = regime_rows(model.obj, model.tag, candles, t)
     if pair is not None:
         rows = [r for r in rows if r["pair"] == pair]
         if not rows:
@@ -475,11 +307,17 @@ def research_run(
     }
     with Progress() as bar:
         task = bar.add_task("notebooks", total=len(report.NOTEBOOKS))
-        executed = report.run_notebooks(run_dir, params, progress=lambda nb: bar.advance(task))
-    html = report.render_html(run_dir, executed)
-    typer.echo(
-        json.dumps({"run_dir": str(run_dir), "report": str(html), "notebooks": [p.name for p in executed]})
-    )
+        executed, failed = report.run_notebooks(run_dir, params, progress=lambda nb: bar.advance(task))
+    html = report.render_html(run_dir, executed, failed=failed)
+    summary = {
+        "run_dir": str(run_dir),
+        "report": str(html),
+        "notebooks": [p.name for p in executed],
+        "failed": dict(failed),
+    }
+    typer.echo(json.dumps(summary))
+    if failed:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -77,7 +77,7 @@ def scheduler(
                     "retrain",
                     retrain_s,
                     retrain,
-                    alert=jobs.retrain_alert,
+                    alert=jobs.retrain_alert(),
                     first_after_s=0 if retrain_now else retrain_s,
                 ),
                 Job("refresh", refresh_every_s or settings.ai_model_update_interval, refresh),

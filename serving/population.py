@@ -33,7 +33,6 @@ from research.analyzer import ROW_COLUMNS, score_frame
 from research.features import FEATURES
 from research.ledger import LedgerError, PositionLedger
 from research.pipeline import Tables
-from serving.cli import EVENTS_SQL
 from serving.schemas import (
     EquityPoint,
     Flag,
@@ -49,6 +48,7 @@ from serving.schemas import (
     TraderScore,
     TraderStats,
 )
+from serving.training import EVENTS_SQL
 
 FEATURE_COLUMNS = [*FEATURES, "log_trades_per_day"]
 EQUITY_POINTS = 500  # a card's curve: every close up to this many, else evenly thinned (last kept)
@@ -391,7 +391,7 @@ async def data_version(conn: asyncpg.Connection) -> str:
 
 
 async def load_event_csv(conn: asyncpg.Connection) -> bytes:
-    """Every stored event as CSV in the research frame's columns (`serving.cli.EVENTS_SQL`, the
+    """Every stored event as CSV in the research frame's columns (`serving.training.EVENTS_SQL`, the
     query `vanta analyze` reads). COPY moves bytes; parsing them (`event_frame_from_csv`) can then
     run in a thread, so a refresh of millions of events never stalls the requests being served."""
     buffer = io.BytesIO()

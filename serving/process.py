@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +25,14 @@ import httpx
 import joblib
 import psutil
 
-from serving.jobs import vanta_command
+
+def vanta_command(*args: str) -> list[str]:
+    """The `vanta` console script of this interpreter's environment (not whatever is on PATH)."""
+    beside = Path(sys.executable).with_name("vanta")
+    found = str(beside) if beside.exists() else shutil.which("vanta")
+    if found is None:
+        raise FileNotFoundError("the vanta command is not installed beside this Python")
+    return [found, *args]
 
 
 class ServiceFailed(RuntimeError):

@@ -114,18 +114,23 @@ class Scheduler:
     async def run(self, stop: asyncio.Event, *, background: list[Awaitable[object]] = ()) -> None:
         """Every job now and then at its interval, plus long-running `background` tasks, until `stop`."""
         tasks = [asyncio.create_task(self._loop(job, stop), name=job.name) for job in self.jobs]
-        tasks += [asyncio.ensure_future(b) for b in background]
+        for b in background:
+            task = asyncio.ensure_future(b)
+            task.add_done_callback(_report_background)
+            tasks.append(task)
         try:
             await stop.wait()
         finally:
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    try:
-                        await task
-                    except Exception:
-                        log.exception("background task failed")
+            await asyncio.gather(*tasks, return_exceptions=True)  # failures were reported as they ended
+
+
+def _report_background(task: asyncio.Future[object]) -> None:
+    """A background task (the price recorder) that ended on an error: say so when it happens."""
+    if not task.cancelled() and task.exception() is not None:
+        RUNS.labels("background", "failed").inc()
+        log.error("background task stopped", extra=log_fields(error=repr(task.exception())))
 
 
 async def run_command(cmd: list[str], *, timeout_s: float, env: dict[str, str] | None = None) -> Summary:

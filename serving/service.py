@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from infra.settings import get_settings
 from serving import registry
@@ -28,11 +29,8 @@ registry.configure(get_settings().vanta_home)  # before bentoml is imported: it 
 
 import bentoml  # noqa: E402
 from bentoml.exceptions import NotFound, ServiceUnavailable  # noqa: E402
-from prometheus_client import generate_latest  # noqa: E402
 from pydantic import Field  # noqa: E402
 
-from infra.metrics import REGISTRY  # noqa: E402
-from serving import population as P  # noqa: E402
 from serving.schemas import (  # noqa: E402
     Health,
     LeaderboardPage,
@@ -43,7 +41,9 @@ from serving.schemas import (  # noqa: E402
     TraderCard,
     TraderScore,
 )
-from serving.state import ANALYZER_MODEL, REGIME_MODEL, ServingState  # noqa: E402
+
+if TYPE_CHECKING:
+    from serving.state import ServingState
 
 log = logging.getLogger("vanta.serving")
 
@@ -55,8 +55,10 @@ log = logging.getLogger("vanta.serving")
     logging={"access": {"enabled": False}},  # per-request lines cost latency; /metrics counts requests
 )
 class Vanta:
-    analyzer_tag = f"{ANALYZER_MODEL}:latest"
-    regime_tag = f"{REGIME_MODEL}:latest"
+    # research.pipeline's ANALYZER_MODEL and REGIME_MODEL, spelled out: the server's supervisor
+    # process imports this module too, and should not import scikit-learn and LightGBM to do so.
+    analyzer_tag = "vanta_analyzer:latest"
+    regime_tag = "vanta_regime:latest"
 
     def __init__(self) -> None:
         self.state: ServingState | None = None
@@ -69,8 +71,12 @@ class Vanta:
         """Connect to PostgreSQL and Redis and start the refresher; readiness waits for its first round."""
         from data.pairs import load_catalogue
         from infra import bus, db, embedded
+        from infra.logs import configure_logging
+        from serving.state import ServingState
 
         settings = get_settings()
+        configure_logging(settings.log_level, settings.secret_values())  # JSON lines, secrets masked
+        logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
         pool = await db.create_pool(embedded.database_url(settings), min_size=1, max_size=8)
         redis = bus.connect(embedded.redis_url(settings))
         self._closers = [pool, redis]
@@ -93,27 +99,43 @@ class Vanta:
         return self.state is not None and self.state.ready.is_set()
 
     def __metrics__(self, content: str) -> str:
+        from prometheus_client import generate_latest
+
+        from infra.metrics import REGISTRY
+
         return content + generate_latest(REGISTRY).decode()
 
-    def _ready(self) -> ServingState:
-        if self.state is None or self.state.population is None:
-            raise ServiceUnavailable("the traders are still loading")
+    def _state(self) -> ServingState:
+        if self.state is None:
+            raise ServiceUnavailable("starting")
         return self.state
+
+    @staticmethod
+    def _unavailable(exc: Exception) -> ServiceUnavailable:
+        return ServiceUnavailable(str(exc))
 
     @bentoml.api(batchable=True, max_batch_size=20_000, max_latency_ms=200)
     async def score(self, items: list[ScoreItem]) -> list[TraderScore]:
         """Score, 7-day win probability, anomaly and archetype of each trader (address or feature row)."""
-        state = self._ready()
-        assert state.population is not None
-        population, analyzer = state.population, state.analyzer
-        if all(it.features is None for it in items):
-            return P.score_items(population, items, analyzer)
-        return await asyncio.to_thread(P.score_items, population, items, analyzer)
+        from serving.state import NotReady
+
+        state = self._state()
+        try:
+            if all(it.features is None for it in items):
+                return state.scores(items)
+            return await asyncio.to_thread(state.scores, items)
+        except NotReady as exc:
+            raise self._unavailable(exc) from None
 
     @bentoml.api
     async def trader(self, address: str) -> TraderCard:
         """One trader's card: stats, PSR/DSR/MinTRL, forecast, flags with reasons, archetype, equity curve."""
-        card = await self._ready().card(address)
+        from serving.state import NotReady
+
+        try:
+            card = await self._state().card(address)
+        except NotReady as exc:
+            raise self._unavailable(exc) from None
         if card is None:
             raise NotFound(f"no closed trade of {address} in the data")
         return card
@@ -130,38 +152,42 @@ class Vanta:
         hide_flagged: bool = False,
     ) -> LeaderboardPage:
         """The AI leaderboard: by copyability score (or PnL, PSR), PSR/DSR/MinTRL beside each rank."""
-        state = self._ready()
-        assert state.population is not None
-        return P.leaderboard_page(
-            state.population,
-            page=page,
-            page_size=page_size,
-            sort=sort,
-            eligible_only=eligible_only,
-            min_trades=min_trades,
-            archetype=archetype,
-            hide_flagged=hide_flagged,
-        )
+        from serving.state import NotReady
+
+        try:
+            return self._state().leaderboard(
+                page=page,
+                page_size=page_size,
+                sort=sort,
+                eligible_only=eligible_only,
+                min_trades=min_trades,
+                archetype=archetype,
+                hide_flagged=hide_flagged,
+            )
+        except NotReady as exc:
+            raise self._unavailable(exc) from None
 
     @bentoml.api
     async def regime(self, pair: str | None = None) -> list[RegimeState]:
         """The current regime of one pair or of every pair with enough prices (empty: no answer yet)."""
-        state = self._ready()
-        if REGIME_MODEL not in state.models:
-            raise ServiceUnavailable("no regime model registered")
-        regimes = state.regimes
-        if pair is not None:
-            return [regimes[pair]] if pair in regimes else []
-        return list(regimes.values())
+        from serving.state import NotReady
+
+        try:
+            return self._state().regime(pair)
+        except NotReady as exc:
+            raise self._unavailable(exc) from None
 
     @bentoml.api
     async def opportunities(
         self, limit: int = Field(10, ge=1, le=200), min_p_win: float = Field(0.55, ge=0, le=1)
     ) -> list[Opportunity]:
         """Eligible, unflagged leaders with a good 7-day forecast, in their pairs whose regime is not red."""
-        state = self._ready()
-        assert state.population is not None
-        return P.opportunities(state.population, state.regimes, limit=limit, min_p_win=min_p_win)
+        from serving.state import NotReady
+
+        try:
+            return self._state().opportunities(limit=limit, min_p_win=min_p_win)
+        except NotReady as exc:
+            raise self._unavailable(exc) from None
 
     @bentoml.api
     async def health(self) -> Health:
@@ -178,3 +204,9 @@ class Vanta:
                 problems=["starting"],
             )
         return self.state.health()
+
+
+# BentoML 1.4 finds the media type of an API returning a list by rebuilding that list's JSON schema
+# on every response (3 ms of CPU a call, most of a regime answer); these answer JSON, said once.
+for _name in ("score", "regime", "opportunities"):
+    Vanta.apis[_name].output_spec.media_type = "application/json"

@@ -20,6 +20,7 @@ import base64
 import io
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -33,6 +34,8 @@ from data.store import load_events
 from infra.bus import Cache
 from infra.logs import log_fields
 from infra.metrics import counter, gauge, histogram
+from research.pipeline import ANALYZER_MODEL, REGIME_MODEL
+from serving import population as P
 from serving.population import (
     Model,
     Population,
@@ -47,12 +50,19 @@ from serving.population import (
     trader_card,
 )
 from serving.regimes import BAR_SECONDS, LOOKBACK_SECONDS, current_regimes
-from serving.schemas import Health, RegimeState, TraderCard
+from serving.schemas import (
+    Health,
+    LeaderboardPage,
+    LeaderboardSort,
+    Opportunity,
+    RegimeState,
+    ScoreItem,
+    TraderCard,
+    TraderScore,
+)
 
 log = logging.getLogger("vanta.serving")
 
-ANALYZER_MODEL = "vanta_analyzer"
-REGIME_MODEL = "vanta_regime"
 
 MODEL_LOADED = gauge(
     "vanta_serving_model_loaded", "1 for the model version being served", ("name", "version")
@@ -69,6 +79,7 @@ REFRESH_SECONDS = histogram(
 CACHE = counter("vanta_serving_cache_total", "Redis cache lookups", ("kind", "outcome"))
 
 Loader = Callable[[str], Model | None]
+CARDS_IN_MEMORY = 4096
 
 
 def load_latest_model(name: str) -> Model | None:
@@ -99,6 +110,10 @@ def _frame_from_text(text: str) -> pl.DataFrame:
     return pl.read_ipc(io.BytesIO(base64.b64decode(text)))
 
 
+class NotReady(RuntimeError):
+    """The state cannot answer this yet (traders loading, no regime model): the service says 503."""
+
+
 class ServingState:
     def __init__(
         self,
@@ -126,6 +141,7 @@ class ServingState:
         self.problems: dict[str, str] = {}
         self._price_version: tuple[str, str | None] | None = None
         self._data_checked = 0.0
+        self._cards: OrderedDict[str, TraderCard] = OrderedDict()
         self.ready = asyncio.Event()
 
     # --- reading ---------------------------------------------------------------------------------
@@ -158,24 +174,76 @@ class ServingState:
             problems=problems,
         )
 
+    def _population(self) -> Population:
+        if self.population is None:
+            raise NotReady("the traders are still loading")
+        return self.population
+
+    def scores(self, items: list[ScoreItem]) -> list[TraderScore]:
+        return P.score_items(self._population(), items, self.analyzer)
+
+    def leaderboard(
+        self,
+        *,
+        page: int,
+        page_size: int,
+        sort: LeaderboardSort,
+        eligible_only: bool,
+        min_trades: int,
+        archetype: str | None,
+        hide_flagged: bool,
+    ) -> LeaderboardPage:
+        return P.leaderboard_page(
+            self._population(),
+            page=page,
+            page_size=page_size,
+            sort=sort,
+            eligible_only=eligible_only,
+            min_trades=min_trades,
+            archetype=archetype,
+            hide_flagged=hide_flagged,
+        )
+
+    def regime(self, pair: str | None) -> list[RegimeState]:
+        """The pair's regime (empty when it has none yet), or every pair's."""
+        self._population()
+        if REGIME_MODEL not in self.models:
+            raise NotReady("no regime model registered")
+        if pair is not None:
+            return [self.regimes[pair]] if pair in self.regimes else []
+        return list(self.regimes.values())
+
+    def opportunities(self, *, limit: int, min_p_win: float) -> list[Opportunity]:
+        return P.opportunities(self._population(), self.regimes, limit=limit, min_p_win=min_p_win)
+
     async def card(self, trader: str) -> TraderCard | None:
-        pop = self.population
-        assert pop is not None
+        pop = self._population()
         trader = trader.lower()
         if trader not in pop.index:
             return None
         key = f"card:{pop.data_version}:{pop.analyzer_tag}:{trader}"
+        if (card := self._cards.get(key)) is not None:
+            self._cards.move_to_end(key)
+            return card
         if self.cache is not None:
             cached = await self.cache.get(key)
             CACHE.labels("card", "hit" if cached is not None else "miss").inc()
             if cached is not None:
-                return TraderCard.model_validate(cached)
+                return self._remember(key, TraderCard.model_validate(cached))
         async with self.pool.acquire() as conn:
             row = await stats_row(conn, trader, pop.stats_window_days) if pop.stats_window_days else None
             events = await load_events(conn, trader=trader)
         card = trader_card(pop, trader, row, equity_curve(events), self.model_versions())
         if card is not None and self.cache is not None:
             await self.cache.set(key, card.model_dump(mode="json"), self.cache_ttl_s)
+        return self._remember(key, card) if card is not None else None
+
+    def _remember(self, key: str, card: TraderCard) -> TraderCard:
+        """In-process copy of recent cards (the key names the data and model versions, so a stale
+        card is never served): a hot card costs neither a Redis round trip nor parsing."""
+        self._cards[key] = card
+        while len(self._cards) > CARDS_IN_MEMORY:
+            self._cards.popitem(last=False)
         return card
 
     # --- refreshing ------------------------------------------------------------------------------

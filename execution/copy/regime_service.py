@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 
 from data.pairs import Pair
 from infra.logs import log_fields
+from infra.settings import Settings
 from serving.client import ServingClient, Unknown
 
 log = logging.getLogger("vanta.copy.regime")
@@ -51,3 +52,14 @@ class ServiceRegime:
             )
             return None
         return "red" if state.color == "red" else "green"
+
+
+def service_regime(settings: Settings, catalogue: Mapping[int, Pair]) -> tuple[ServiceRegime, ServingClient]:
+    """The engine's regime source from the settings, and its client (for the caller to close).
+
+    Tight timeouts: an open waits for this answer and leader events older than
+    COPY_EXECUTION_MAX_DELAY_MS are not copied anyway. A regime older than two refresh intervals
+    (and at least three hours: it is hourly) means prices stopped arriving: unknown."""
+    client = ServingClient(settings.serving_url, timeout_s=0.25, attempts=2, backoff_s=0.02)
+    max_age_s = max(3 * 3600, 2 * settings.ai_model_update_interval)
+    return ServiceRegime(client, catalogue, max_age_s=max_age_s), client

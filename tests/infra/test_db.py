@@ -16,6 +16,7 @@ TABLES = {
     "copy_positions",
     "trader_analytics",
     "market_regime_data",
+    "market_prices",
     "copy_performance_attribution",
     "ai_model_metadata",
     "indexer_checkpoints",
@@ -24,7 +25,7 @@ TABLES = {
     "users",
     "audit_log",
 }
-VIEWS = {"top_traders_view", "active_copytraders_view", "copy_performance_summary"}
+VIEWS = {"top_traders_view", "active_copytraders_view", "copy_performance_summary", "latest_trader_analytics"}
 
 
 async def test_migrate_from_empty_then_rerun_is_a_noop(empty_db_url: str) -> None:

@@ -3,6 +3,7 @@ serving them from a store of its own (started once per module: its cold start is
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -23,8 +24,10 @@ from research.pipeline import ANALYZER_MODEL, REGIME_MODEL, Tables
 from research.sim.prices import synthetic_paths
 from research.sim.run import simulate
 from research.stats import Eligibility
+from serving.client import ServingClient, Unknown
 from serving.process import ServiceProcess, register_models
 from tests.servers import free_port
+from tests.waiting import until
 
 SIM_TRADERS, SIM_DAYS, SIM_SEED = 160, 42, 5  # seed 5: the last hour is green (the engine test copies)
 # Lenient enough that part of a small population is eligible, strict enough that not all is.
@@ -95,9 +98,7 @@ async def snapshot(pg_server_url: str) -> AsyncIterator[Snapshot]:
             await admin.close()
 
 
-@pytest.fixture(scope="module")
-def store(snapshot: Snapshot, tmp_path_factory: pytest.TempPathFactory) -> Store:
-    home = tmp_path_factory.mktemp("bentoml")
+def train_and_register(snapshot: Snapshot, home: Path) -> Store:
     analyzer, regime_model = fit_models(snapshot.events, snapshot.as_of)
     tags = register_models(
         home,
@@ -122,19 +123,45 @@ def service_env(snapshot: Snapshot, store: Store, redis_url: str, home: Path) ->
     }
 
 
+@dataclass
+class Served:
+    process: ServiceProcess
+    store: Store
+
+
 @pytest.fixture(scope="module")
-async def service(
-    snapshot: Snapshot, store: Store, redis_server_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[ServiceProcess]:
-    """The real server on a free port, ready; its whole process group is stopped at the end, even
-    when a test fails."""
-    home = tmp_path_factory.mktemp("serving_home")
+async def served(
+    snapshot: Snapshot, redis_server_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Served]:
+    """The real server on a free port. It starts on an empty model store while the models are fitted
+    and registered beside it (its cold start overlaps the training) and picks them up from the
+    store; its whole process tree is stopped at the end, even when a test fails."""
+    home, store_home = tmp_path_factory.mktemp("serving_home"), tmp_path_factory.mktemp("bentoml")
+    empty = Store(store_home, None, None, {})  # type: ignore[arg-type]
     process = ServiceProcess(
-        free_port(), service_env(snapshot, store, redis_server_url, home), home / "serve.log"
+        free_port(), service_env(snapshot, empty, redis_server_url, home), home / "serve.log"
     )
     try:
         process.start()
+        store = await asyncio.to_thread(train_and_register, snapshot, store_home)
         await process.wait_ready()
-        yield process
+        async with ServingClient(process.url, timeout_s=30) as client:
+
+            async def serving_both() -> bool:
+                health = await client.health()
+                return not isinstance(health, Unknown) and health.models == store.tags
+
+            await until(serving_both, what="the registered models to be served", timeout_s=120)
+        yield Served(process, store)
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def service(served: Served) -> ServiceProcess:
+    return served.process
+
+
+@pytest.fixture(scope="module")
+def store(served: Served) -> Store:
+    return served.store

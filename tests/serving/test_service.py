@@ -5,6 +5,9 @@ while requests flow (none fails), and the copy engine's regime guard across a se
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
 from decimal import Decimal
 
 import asyncpg
@@ -23,12 +26,16 @@ from infra import db
 from research import anomaly, regime
 from research.analyzer import score_frame
 from research.ledger import PositionLedger
-from research.pipeline import ANALYZER_MODEL, Tables
+from research.pipeline import ANALYZER_MODEL, REGIME_MODEL, Tables
 from research.stats import closes_frame, trader_stats
-from serving.cli import load_event_frame
 from serving.client import ServingClient, Unknown
-from serving.process import ServiceProcess, register_models
+from serving.jobs import refresh, retrain, retrain_alert
+from serving.population import Model
+from serving.process import ServiceProcess, register_models, vanta_command
 from serving.regimes import LOOKBACK_SECONDS, bars_15m
+from serving.scheduler import Job, Scheduler
+from serving.state import ServingState
+from serving.training import load_event_frame
 from tests.execution.copy_fixtures import add_followers, leader_event
 from tests.serving.conftest import ELIGIBILITY, Snapshot, Store, fit_models
 from tests.waiting import until
@@ -240,6 +247,101 @@ async def test_a_model_registered_while_requests_flow_is_picked_up_and_no_reques
         assert after[0].score == pytest.approx(rows["score"][0], rel=1e-12)  # the new model's scores
     store.analyzer = refit
     store.tags[ANALYZER_MODEL] = new_tag
+
+
+async def test_the_refresh_writes_regimes_and_analytics_and_the_rankings_use_the_ai_score(
+    service: ServiceProcess, snapshot: Snapshot, store: Store
+) -> None:
+    """`vanta scheduler`'s refresh (in process, on the models just served) fills market_regime_data
+    and trader_analytics; top_traders_view and `vanta stats` then rank by the AI score."""
+    _, rows, stats = await _research(snapshot, store)
+    pool = await db.create_pool(snapshot.db_url, max_size=4)
+    try:
+        models = {
+            ANALYZER_MODEL: Model(ANALYZER_MODEL, store.tags[ANALYZER_MODEL], store.analyzer),
+            REGIME_MODEL: Model(REGIME_MODEL, store.tags[REGIME_MODEL], store.regime),
+        }
+        state = ServingState(
+            pool, None, CATALOGUE, load_model=models.get, poll_tag=lambda name: models[name].tag
+        )
+        summary = await refresh(state, pool)
+        again = await refresh(state, pool)  # the same hour and as-of: rewritten, not duplicated
+        assert summary["traders"] == again["traders"] == rows.height and again["regime_rows"] == 0
+        written = await pool.fetch(
+            "SELECT trader, model_name, skill_score, archetype, (features->>'rank')::int AS rank FROM trader_analytics"
+        )
+        assert len(written) == rows.height
+        by_trader = {r["trader"]: r for r in written}
+        for r in rows.head(20).iter_rows(named=True):
+            w = by_trader[r["trader"]]
+            assert (w["model_name"], w["rank"], w["archetype"]) == (ANALYZER_MODEL, r["rank"], r["archetype"])
+            assert w["skill_score"] == pytest.approx(r["score"], rel=1e-12)
+        async with ServingClient(service.url, timeout_s=30) as client:
+            served = await client.regime()
+        assert not isinstance(served, Unknown)
+        regimes = await pool.fetch(
+            "SELECT pair, ts, regime, model_version, probabilities FROM market_regime_data"
+        )
+        assert {(r["pair"], int(r["ts"].timestamp()), r["regime"]) for r in regimes} == {
+            (s.pair, s.as_of, s.color) for s in served
+        }
+        assert {r["model_version"] for r in regimes} == {store.tags[REGIME_MODEL].split(":")[1]}
+
+        # The view: eligible leaders by AI score, flagged ones last, PSR/DSR beside.
+        view = await pool.fetch("SELECT trader, ai_score, flagged, psr, dsr FROM top_traders_view")
+        eligible = stats.filter("eligible")
+        assert len(view) == eligible.height
+        flagged = {r["trader"] for r in rows.filter(pl.col("flags").list.len() > 0).iter_rows(named=True)}
+        keys = [(r["flagged"], -r["ai_score"]) for r in view]
+        assert keys == sorted(keys) and {r["trader"] for r in view if r["flagged"]} == flagged & set(
+            eligible["trader"]
+        )
+    finally:
+        await pool.close()
+
+    # `vanta stats` ranks its candidates the same way (recomputed at the snapshot's time).
+    done = subprocess.run(
+        [*vanta_command("stats", "--json", "--all", "--limit", "15", "--as-of", str(snapshot.stats_as_of))],
+        env={**os.environ, "DATABASE_URL": snapshot.db_url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    candidates = json.loads(done.stdout)["candidates"]
+    expected = rows.sort([pl.col("flags").list.len() > 0, "score"], descending=[False, True])[
+        "trader"
+    ].to_list()
+    assert [c["trader"] for c in candidates] == expected[:15]
+    assert all(c["ai_score"] is not None and c["dsr"] is not None for c in candidates)
+
+
+async def test_a_failed_retraining_alerts_the_admins_and_the_service_keeps_its_models(
+    service: ServiceProcess, snapshot: Snapshot, store: Store
+) -> None:
+    """The scheduler's retrain job running the real `vanta train`, which fails on a bad as-of."""
+    pool = await db.create_pool(snapshot.db_url, max_size=2)
+    try:
+        await pool.execute("INSERT INTO users (telegram_user_id, is_admin) VALUES (424242, true)")
+        env = {**os.environ, "DATABASE_URL": snapshot.db_url, "BENTOML_HOME": str(store.home)}
+
+        async def retraining() -> dict[str, object]:
+            return dict(await retrain(timeout_s=300, steps=(("train", "--as-of", "yesterday-ish"),), env=env))
+
+        job = Job("retrain", 86_400, retraining, alert=retrain_alert(lambda: sorted(store.tags.values())))
+        assert not await Scheduler(pool, []).run_job(job)
+        [note] = await pool.fetch("SELECT kind, text FROM notifications")
+    finally:
+        await pool.close()
+    assert note["kind"] == "admin_alert"
+    assert (
+        "vanta train: exit 2: vanta: --as-of: 'yesterday-ish' is neither ISO 8601 nor unix seconds"
+        in note["text"]
+    )
+    assert all(tag in note["text"] for tag in store.tags.values())
+    async with ServingClient(service.url, timeout_s=30) as client:
+        health = await client.health()
+    assert not isinstance(health, Unknown) and health.models == store.tags
 
 
 async def test_the_engine_refuses_guarded_opens_while_the_service_is_down_and_copies_once_it_is_back(

@@ -11,6 +11,7 @@ import asyncio
 import logging
 
 import asyncpg
+import httpx
 
 from data.prices import PriceSample, store_prices
 from data.sources.pyth.hermes import HermesClient, PythFeeds, PythPrice
@@ -53,7 +54,8 @@ async def record_prices(
     *,
     sample_every_s: int = 10,
 ) -> int:
-    """Run until `stop`; returns how many samples were stored."""
+    """Run until `stop`; returns how many samples were stored. An unreachable Hermes is waited for;
+    an unknown feed id (`HermesError`) is a configuration error and ends the recording."""
     sampler = PriceSampler(feeds, sample_every_s)
     stored = 0
 
@@ -66,7 +68,12 @@ async def record_prices(
             stored += n
             STORED.inc(n)
 
-    await save(await hermes.latest(feeds.ids()))
+    try:
+        await save(await hermes.latest(feeds.ids()))
+    except httpx.HTTPError as exc:  # unreachable now: the stream below retries until it is back
+        log.warning(
+            "Hermes latest prices unavailable", extra=log_fields(error=f"{type(exc).__name__}: {exc}")
+        )
     log.info("recording Pyth prices", extra=log_fields(pairs=sorted(feeds.by_symbol), every_s=sample_every_s))
     async for prices in hermes.stream(feeds.ids(), stop):
         await save(prices)
