@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from execution.copy.service import CopyService
 from telegram.ext import ContextTypes
 
 from bot.ratelimit import CommandRateLimit
 from data.pairs import Pair
+from execution.copy.service import CopyService
 from serving.client import ServingClient
 
 _KEY = "vanta_deps"

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import logging
 
-from execution.copy.service import CopyError
 from telegram import Update
 from telegram.error import TelegramError
 
 from bot.replies import Context, ack, say
 from bot.views import start as start_view
 from bot.views.common import esc
+from execution.copy.service import CopyError
 from infra.logs import log_fields
 
 log = logging.getLogger("vanta.bot")

@@ -12,8 +12,6 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from execution.copy.service import Actor
-
 from bot import preferences
 from bot.delivery import OnBlocked, Render
 from bot.deps import BotDeps
@@ -22,6 +20,7 @@ from bot.views.common import esc, short
 from bot.views.reasons import in_words
 from data.units import format_usdc
 from execution.copy import render as engine_render
+from execution.copy.service import Actor
 
 ICONS = {
     "fill": "✅",

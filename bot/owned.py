@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from execution.copy.service import Actor, CopyError
-
 from bot import preferences
 from bot.deps import BotDeps
 from bot.views.copytrader import copy_settings_of_follow
+from execution.copy.service import Actor, CopyError
 
 
 async def own_profile(deps: BotDeps, telegram_user_id: int, profile_id: int) -> Any:

@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from execution.copy.service import CopyService
-
 from bot.deps import BotDeps
 from bot.ratelimit import CommandRateLimit
 from data.pairs import load_catalogue
 from data.sources.chain.rpc import ChainRpc
+from execution.copy.service import CopyService
 from infra.runtime import Services
 from serving.client import ServingClient
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 
-from execution.copy.service import Actor
 from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
 
@@ -18,6 +17,7 @@ from bot.dialog import admin_only
 from bot.replies import Context, ack, show, user_id
 from bot.views import admin as view
 from execution.copy.engine import KILL_SWITCH_KEY
+from execution.copy.service import Actor
 from infra.logs import log_fields
 from serving.client import Unknown
 
