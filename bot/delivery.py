@@ -158,7 +158,13 @@ class DeliveryWorker:
 
     async def _deliver(self, chat_id: int, notice: Notice) -> bool:
         """Send one notice; False when this chat's remaining notices must not follow now."""
-        text = await self.render(notice)
+        try:
+            text = await self.render(notice)
+        except Exception as exc:  # a notice that cannot be worded must not block the ones after it
+            await outbox.settle(self.pool, notice.id, "failed", f"could not be worded: {exc!r}"[:500])
+            DELIVERED.labels(outcome="failed").inc()
+            log.error("a notice could not be worded", exc_info=exc, extra=log_fields(notice=notice.id))
+            return True
         if text is None:
             await outbox.settle(self.pool, notice.id, "skipped", "below the user's notification level")
             DELIVERED.labels(outcome="skipped").inc()

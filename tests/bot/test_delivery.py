@@ -1,5 +1,6 @@
 """The delivery worker against real PostgreSQL and the fake Bot API over HTTP: Telegram's limits
-kept (measured at the receiving end), 429 honoured, a blocked bot pauses the user, a send
+kept (measured at the receiving end), 429 honoured, a blocked bot pauses the user, a notice that
+cannot be worded fails alone, a send
 interrupted by a crash is never repeated and never silently lost."""
 
 from __future__ import annotations
@@ -120,13 +121,18 @@ async def test_a_user_who_blocked_the_bot_is_reported_and_their_notices_fail(
     pool = migrated_pool
     users = await telegram_users(pool, [700_001, 700_002])
     await add_notices(pool, [(users[700_001], fill(i)) for i in range(3)] + [(users[700_002], fill(7))])
+    # A notice its writer got wrong (no amount): failed with the reason, the next one still goes.
+    [broken] = await add_notices(pool, [(users[700_002], {"action": "open", "leader": "0x1"})])
+    await add_notices(pool, [(users[700_002], fill(8))])
     blocked: list[int] = []
     async with FakeTelegram(TOKEN) as fake:
         fake.open_chat(700_001)
         fake.open_chat(700_002)
         fake.block(700_001)
         async with delivering(pool, fake, Clock(), blocked):
-            await fake.wait_for(lambda: _sends(fake) and blocked, timeout=30, what="the block noticed")
+            await fake.wait_for(
+                lambda: len(_sends(fake)) == 2 and blocked, timeout=30, what="the block noticed"
+            )
     assert blocked == [700_001]
     rows = await pool.fetch(
         "SELECT n.status, n.error FROM notifications n JOIN users u ON u.id = n.user_id "
@@ -135,7 +141,9 @@ async def test_a_user_who_blocked_the_bot_is_reported_and_their_notices_fail(
     assert {r["status"] for r in rows} == {"failed"} and all("blocked" in r["error"] for r in rows)
     attempts = [c for c in fake.calls if c.method == "sendMessage" and c.params["chat_id"] == 700_001]
     assert len(attempts) == 1  # one 403 is enough: the rest are not tried against a blocked chat
-    assert [c.params["text"] for c in _sends(fake)] == [text_of("fill", fill(7))]
+    assert [c.params["text"] for c in _sends(fake)] == [text_of("fill", fill(7)), text_of("fill", fill(8))]
+    status, error = await pool.fetchrow("SELECT status, error FROM notifications WHERE id = $1", broken)
+    assert status == "failed" and "could not be worded" in error
 
 
 async def test_a_send_interrupted_by_a_crash_is_not_repeated_and_the_user_is_told(
