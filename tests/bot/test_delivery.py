@@ -1,7 +1,7 @@
 """The delivery worker against real PostgreSQL and the fake Bot API over HTTP: Telegram's limits
 kept (measured at the receiving end), 429 honoured, a blocked bot pauses the user, a notice that
-cannot be worded fails alone, a send
-interrupted by a crash is never repeated and never silently lost."""
+cannot be worded fails alone, a send interrupted by a crash is never repeated and never silently
+lost."""
 
 from __future__ import annotations
 
