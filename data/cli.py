@@ -132,7 +132,9 @@ def events(
 index_app = typer.Typer(no_args_is_help=True, help="Index Avantis logs from a node into trade_events.")
 
 
-def _indexer_parts(rpc_url: str | None, confirmations: int | None):
+def _indexer_parts(rpc_url: str | None, confirmations: int | None, *, attempts: int | None = None):
+    """Settings, the node and the indexer's config. `attempts` bounds each RPC call's retries and
+    the wait for a lagging node (one-shot commands); None retries forever (services)."""
     from data.protocol.addresses import WATCHED
     from data.sources.chain.indexer import IndexerConfig
     from data.sources.chain.rpc import ChainRpc
@@ -140,14 +142,16 @@ def _indexer_parts(rpc_url: str | None, confirmations: int | None):
 
     settings = get_settings()
     addresses = tuple(a.strip().lower() for a in settings.avantis_addresses.split(",") if a.strip())
+    rpc = ChainRpc(rpc_url or settings.base_rpc_url, max_attempts=attempts, backoff_max_s=10.0)
     config = IndexerConfig(
         chain_id=settings.chain_id,
         addresses=addresses or tuple(a.lower() for a in WATCHED),
         confirmation_depth=settings.confirmation_depth if confirmations is None else confirmations,
         initial_range=settings.event_backfill_blocks,
         poll_interval_s=settings.event_monitoring_interval,
+        max_behind_s=None if attempts is None else 10.0 * attempts,
     )
-    return settings, ChainRpc(rpc_url or settings.base_rpc_url), config
+    return settings, rpc, config
 
 
 @index_app.command("backfill")
@@ -156,20 +160,34 @@ def index_backfill(
     to_block: int = typer.Option(None, "--to-block", help="default: the confirmed head"),
     rpc_url: str = typer.Option(None, help="default: BASE_RPC_URL"),
     confirmations: int = typer.Option(None, help="default: CONFIRMATION_DEPTH"),
+    attempts: int = typer.Option(
+        8, min=1, help="tries per RPC call before giving up (unreachable node, DNS failure, garbage)"
+    ),
 ) -> None:
-    """Index a block range (resumes after the checkpoint when run again); prints the totals."""
+    """Index a block range (resumes after the checkpoint when run again); prints the totals.
+
+    Gives up with one line naming the node when it cannot be reached after `--attempts` tries;
+    SIGINT/SIGTERM stop it after the current range (exit 130, the totals so far printed)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from data.sources.chain.indexer import Indexer
-    from infra.runtime import open_services
+    from infra.errors import UserFacingError
+    from infra.logs import mask_url
+    from infra.runtime import open_services, stop_on_signals
 
-    settings, rpc, config = _indexer_parts(rpc_url, confirmations)
+    settings, rpc, config = _indexer_parts(rpc_url, confirmations, attempts=attempts)
 
-    async def run() -> dict[str, int]:
+    async def run() -> dict[str, object]:
+        stop = stop_on_signals()
         async with open_services(settings) as services:
             try:
                 async with Indexer(rpc, services.pool, services.redis, config) as indexer:
                     last = to_block if to_block is not None else await indexer.safe_head()
+                    head = await rpc.head()
+                    if last > head:
+                        raise UserFacingError(
+                            f"--to-block {last} is past the head {head} of the node at {mask_url(rpc.url)}"
+                        )
                     columns = (
                         TextColumn("blocks"),
                         BarColumn(),
@@ -183,12 +201,21 @@ def index_backfill(
                         def show(done: int, total: int, logs: int) -> None:
                             bar.update(task, completed=done, total=total, logs=logs)
 
-                        totals = await indexer.backfill(from_block, last, show)
-                    return {"from_block": from_block, "to_block": last, **totals.as_dict()}
+                        totals = await indexer.backfill(from_block, last, show, stop=stop)
+                    reached = indexer.checkpoint.block if indexer.checkpoint else from_block - 1
+                    return {
+                        "from_block": from_block,
+                        "to_block": last,
+                        **totals.as_dict(),
+                        **({"interrupted_after_block": reached} if stop.is_set() else {}),
+                    }
             finally:
                 await rpc.close()
 
-    typer.echo(json.dumps(asyncio.run(run())))
+    report = asyncio.run(run())
+    typer.echo(json.dumps(report))
+    if "interrupted_after_block" in report:
+        raise typer.Exit(130)
 
 
 @index_app.command("tail")
@@ -197,7 +224,8 @@ def index_tail(
     ws_url: str = typer.Option(None, help="default: BASE_WS_URL; 'none' polls only"),
     confirmations: int = typer.Option(None, help="default: CONFIRMATION_DEPTH"),
 ) -> None:
-    """Follow new blocks until interrupted (SIGINT/SIGTERM), resuming from the checkpoint."""
+    """Follow new blocks until interrupted (SIGINT/SIGTERM), resuming from the checkpoint. RPC
+    failures, a lagging node and PostgreSQL or Redis restarts are waited out, never fatal."""
 
     from data.sources.chain.indexer import Indexer
     from infra.runtime import open_services, stop_on_signals

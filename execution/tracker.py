@@ -26,6 +26,7 @@ from data.store import load_events
 from infra.bus import StreamBus
 from infra.logs import log_fields
 from infra.metrics import counter
+from infra.reconnect import Stopped, with_reconnect
 from research.ledger import LedgerError, Position, PositionLedger, RealizedClose
 from research.stats import Eligibility, closes_frame, trader_stats
 
@@ -218,13 +219,26 @@ class Tracker:
         idle_claim_ms: int = 30_000,
         flush_every_s: float = 1.0,
     ) -> None:
-        """Consume the event stream until `stop` is set; ack only after the rows are written."""
+        """Consume the event stream until `stop` is set; ack only after the rows are written.
+
+        A Redis or PostgreSQL restart is waited out (`infra.reconnect.with_reconnect`): events
+        already applied in memory stay applied and their messages stay un-acked until a flush
+        succeeds, so nothing is lost, and nothing counts twice (the ledger skips event ids it has
+        seen). `stop` ends the wait for a server too.
+        """
         consumer = consumer or f"tracker-{socket.gethostname()}-{id(self)}"
-        await bus.ensure_group(group)
         stop = stop or asyncio.Event()
         pending_acks: list[str] = []
         last_flush = time.monotonic()
-        while not stop.is_set():
+
+        async def flush_and_ack() -> None:
+            nonlocal last_flush
+            await self.flush()
+            await bus.ack(group, *pending_acks)
+            pending_acks.clear()
+            last_flush = time.monotonic()
+
+        async def step() -> None:
             messages = await bus.claim_stale(group, consumer, min_idle_ms=idle_claim_ms)
             messages += await bus.read(group, consumer, count=500, block_ms=200)
             for m in messages:
@@ -237,13 +251,16 @@ class Tracker:
                     )
                 pending_acks.append(m.id)
             if pending_acks and (time.monotonic() - last_flush >= flush_every_s or not messages):
-                await self.flush()
-                await bus.ack(group, *pending_acks)
-                pending_acks.clear()
-                last_flush = time.monotonic()
-        if pending_acks:
-            await self.flush()
-            await bus.ack(group, *pending_acks)
+                await flush_and_ack()
+
+        try:
+            await with_reconnect(lambda: bus.ensure_group(group), what="tracker", stop=stop)
+            while not stop.is_set():
+                await with_reconnect(step, what="tracker", stop=stop)
+            if pending_acks:  # one try: if a server is down now, the messages are delivered again
+                await with_reconnect(flush_and_ack, what="tracker", stop=stop)
+        except Stopped:
+            log.info("tracker stopped during an outage", extra=log_fields(unacked=len(pending_acks)))
 
 
 async def full_recompute(

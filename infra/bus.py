@@ -3,16 +3,27 @@
 Delivery is at-least-once: a message stays pending until acked, and a message a dead consumer
 left pending is claimed by a live one after `min_idle_ms`. Consumers must therefore dedupe by the
 event id carried in the payload.
+
+Restarts: the client reconnects by itself on the next command (redis-py keeps no dead socket),
+and a consumer group that vanished with a Redis that kept no data is created again from the
+start of whatever stream there is. A command that fails while Redis is down raises a
+`redis.exceptions.ConnectionError`; services wrap their steps in `infra.reconnect.with_reconnect`
+to wait for Redis and carry on.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
+
+from infra.logs import log_fields
+
+log = logging.getLogger("vanta.bus")
 
 EVENTS_STREAM = "events"
 
@@ -24,7 +35,12 @@ class Message:
 
 
 def connect(url: str) -> aioredis.Redis:
-    return aioredis.Redis.from_url(url, decode_responses=True)
+    """A client for `url`. Connecting gives up after 5 s (an unreachable server is an error to
+    report or to retry, not a hang), and idle pooled connections are checked before reuse, so the
+    first command after a Redis restart reconnects instead of failing on a dead socket."""
+    return aioredis.Redis.from_url(
+        url, decode_responses=True, socket_connect_timeout=5, health_check_interval=10
+    )
 
 
 class StreamBus:
@@ -33,6 +49,7 @@ class StreamBus:
         self.stream = stream
         # Approximate trimming keeps memory bounded without making every XADD walk the stream.
         self.maxlen = maxlen
+        self._groups: dict[str, str] = {}  # groups this bus created or joined, with their start id
 
     async def publish(self, payload: dict[str, Any]) -> str:
         return (await self.publish_many([payload]))[0]
@@ -50,6 +67,7 @@ class StreamBus:
         return await pipe.execute()
 
     async def ensure_group(self, group: str, start_id: str = "0") -> None:
+        self._groups.setdefault(group, start_id)
         try:
             await self.redis.xgroup_create(self.stream, group, id=start_id, mkstream=True)
         except ResponseError as exc:
@@ -60,8 +78,25 @@ class StreamBus:
         self, group: str, consumer: str, *, count: int = 100, block_ms: int | None = 1000
     ) -> list[Message]:
         """New messages for this consumer; they stay pending until `ack`."""
-        reply = await self.redis.xreadgroup(group, consumer, {self.stream: ">"}, count=count, block=block_ms)
+        try:
+            reply = await self.redis.xreadgroup(
+                group, consumer, {self.stream: ">"}, count=count, block=block_ms
+            )
+        except ResponseError as exc:
+            await self._recreate_lost_group(group, exc)
+            return []
         return [m for _stream, entries in reply or [] for m in self._parse(entries)]
+
+    async def _recreate_lost_group(self, group: str, exc: ResponseError) -> None:
+        """A Redis restarted without its data has neither the stream nor the group: create the
+        group again from the stream's start (at-least-once: consumers dedupe what they saw)."""
+        if "NOGROUP" not in str(exc) or group not in self._groups:
+            raise exc
+        log.warning(
+            "consumer group lost (Redis restarted without its data); creating it again",
+            extra=log_fields(stream=self.stream, group=group),
+        )
+        await self.ensure_group(group, "0")
 
     async def ack(self, group: str, *ids: str) -> int:
         if not ids:
@@ -75,9 +110,13 @@ class StreamBus:
         claimed: list[Message] = []
         cursor = "0-0"
         while True:
-            reply = await self.redis.xautoclaim(
-                self.stream, group, consumer, min_idle_time=min_idle_ms, start_id=cursor, count=count
-            )
+            try:
+                reply = await self.redis.xautoclaim(
+                    self.stream, group, consumer, min_idle_time=min_idle_ms, start_id=cursor, count=count
+                )
+            except ResponseError as exc:
+                await self._recreate_lost_group(group, exc)
+                return claimed
             cursor, entries = reply[0], reply[1]
             claimed.extend(self._parse(entries))
             if cursor == "0-0" or len(claimed) >= count:

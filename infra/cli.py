@@ -24,6 +24,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="PostgreSQL schema.")
 app.add_typer(db_app, name="db")
+services_app = typer.Typer(no_args_is_help=True, help="The embedded PostgreSQL and Redis of VANTA_HOME.")
+app.add_typer(services_app, name="services")
 
 
 def emit_json(payload: object) -> None:
@@ -66,6 +68,34 @@ def db_status(as_json: bool = typer.Option(False, "--json", help="print JSON")) 
         typer.echo("views: " + ", ".join(result["views"]))  # type: ignore[arg-type]
 
 
+@services_app.command("status")
+def services_status(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Each server: external (its masked URL), or embedded with its PID (none when stopped) and
+    the PIDs of the processes using it. Embedded servers stop when their last user is gone."""
+    from infra import embedded
+    from infra.logs import mask_url
+
+    settings = get_settings()
+    local = embedded.status(settings.vanta_home)
+    result: dict[str, dict[str, object]] = {}
+    for name, external in (("postgres", settings.database_url), ("redis", settings.redis_url)):
+        if external is not None:
+            result[name] = {"mode": "external", "url": mask_url(external.get_secret_value())}
+        else:
+            result[name] = {"mode": "embedded", **local[name]}
+    if as_json:
+        emit_json(result)
+        return
+    for name, info in result.items():
+        if info["mode"] == "external":
+            typer.echo(f"{name}: external at {info['url']}")
+        elif info["pid"] is None:
+            typer.echo(f"{name}: embedded, stopped")
+        else:
+            users = ", ".join(str(u) for u in info["users"]) or "none"  # type: ignore[attr-defined]
+            typer.echo(f"{name}: embedded, pid {info['pid']}, used by {users}")
+
+
 def _register_plugins() -> None:
     for ep in sorted(entry_points(group="vanta.cli"), key=lambda e: e.name):
         register = ep.load()
@@ -73,17 +103,42 @@ def _register_plugins() -> None:
 
 
 def main() -> None:
+    """The `vanta` entry point. Failures the user can act on end in one line on stderr: bad
+    settings (exit 2), a server that cannot be reached or went away mid-run, or any other
+    `UserFacingError` (exit 1).
+    A service stopped by SIGINT/SIGTERM exits 0 even if it had to be cancelled mid-step."""
+    import asyncio
+
+    from infra.errors import UserFacingError
+    from infra.logs import SecretMasker, configure_logging
+    from infra.runtime import stop_requested
+
     try:
-        get_settings()
+        settings = get_settings()
     except SettingsError as exc:
         typer.echo(f"vanta: {exc}", err=True)
         sys.exit(2)
-    from infra.logs import configure_logging
-
-    settings = get_settings()
     configure_logging(settings.log_level, settings.secret_values())
     _register_plugins()
-    app()
+    try:
+        app()
+    except UserFacingError as exc:
+        typer.echo(f"vanta: {SecretMasker(settings.secret_values())(str(exc))}", err=True)
+        sys.exit(exc.exit_code)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        if stop_requested.is_set():
+            sys.exit(0)
+        raise
+    except Exception as exc:
+        from infra.reconnect import describe, is_transient
+
+        if not is_transient(exc):
+            raise
+        # A one-shot command whose PostgreSQL or Redis went away mid-run (services wait instead):
+        # what it committed stays, the rest is for a rerun.
+        lost = SecretMasker(settings.secret_values())(describe(exc).splitlines()[0])
+        typer.echo(f"vanta: lost a server mid-run ({lost}); run the command again", err=True)
+        sys.exit(1)
 
 
 @app.command("demo")

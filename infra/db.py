@@ -18,6 +18,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from infra.errors import Unreachable
+from infra.logs import mask_url
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Any constant works; it only has to be the same for every process that migrates.
@@ -78,20 +81,48 @@ async def scratch_database(server_url: str) -> AsyncIterator[str]:
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool on `url`; a server that cannot be reached is an `Unreachable` naming it (masked)
+    and the cause in one line, not a driver traceback.
+
+    After a server restart the pool replaces each closed connection on its next acquire, so a
+    unit of work retried with `infra.reconnect.with_reconnect` carries on once the server is back.
+    """
     # asyncpg prepares every statement; after five runs PostgreSQL may switch to a generic plan,
     # which for `id = ANY($1)` cannot see the array and picks a sequential scan: the copy fan-out
     # then slowed by 20 ms per 1,000 journal rows. Custom plans see the array and use the keys.
     # Sessions run in UTC whatever the server's default: a date or timestamp that SQL derives
     # (`::date`, `date_trunc`, displayed times) means the same day in every process.
-    pool = await asyncpg.create_pool(
-        url,
-        min_size=min_size,
-        max_size=max_size,
-        command_timeout=60,
-        server_settings={"plan_cache_mode": "force_custom_plan", "TimeZone": "UTC"},
-    )
+    try:
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            command_timeout=60,
+            timeout=10,  # to connect: an unreachable server is reported, not waited on forever
+            server_settings={"plan_cache_mode": "force_custom_plan", "TimeZone": "UTC"},
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        raise Unreachable(f"cannot reach PostgreSQL at {describe_server(url)}: {_cause(exc)}") from exc
     assert pool is not None
     return pool
+
+
+def describe_server(url: str) -> str:
+    """The server a PostgreSQL URL names, without credentials, database or options."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not host:  # a Unix socket: the directory is in the query (`?host=/path`)
+        sockets = [
+            v for k, v in (kv.split("=", 1) for kv in parts.query.split("&") if "=" in kv) if k == "host"
+        ]
+        return f"unix socket {sockets[0]}" if sockets else "the local Unix socket"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {mask_url(text)}" if text else type(exc).__name__
 
 
 async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[int]:

@@ -14,12 +14,30 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 MASK = "***"
-# Telegram bot tokens and passwords inside URLs. Private keys are masked by value (configured
-# secrets): a pattern for 32-byte hex would also hide every transaction and block hash.
-_PATTERNS = [
-    re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}\b"),
-    re.compile(r"(?<=://)([^:/@\s]+):([^@/\s]+)@"),
-]
+# Telegram bot tokens. Private keys are masked by value (configured secrets): a pattern for
+# 32-byte hex would also hide every transaction and block hash.
+_BOT_TOKEN = re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}\b")
+# Any URL: providers put API keys in the path (Alchemy's /v2/KEY, Infura's /v3/KEY), the query
+# (?apikey=) or the credentials (user:password@), so only the scheme, user and host:port stay.
+_URL = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://)"
+    r"(?:(?P<user>[^:/@\s\"']*)(?::[^@/\s\"']*)?@)?"
+    r"(?P<host>\[[0-9a-fA-F:.]+\]|[^/?#\s\"'@]*)"
+    r"(?P<rest>[/?#][^\s\"']*)?",
+    re.IGNORECASE,
+)
+
+
+def _mask_url_match(m: re.Match[str]) -> str:
+    user = f"{m.group('user')}:{MASK}@" if m.group("user") is not None else ""
+    rest = m.group("rest") or ""
+    return f"{m.group('scheme')}{user}{m.group('host')}{'/' + MASK if rest.strip('/') else rest}"
+
+
+def mask_url(url: str) -> str:
+    """`url` without what may be secret: credentials, path and query become `***`, the scheme,
+    user name and host:port stay so a message still names the server."""
+    return _URL.sub(_mask_url_match, url)
 
 
 class SecretMasker:
@@ -29,8 +47,8 @@ class SecretMasker:
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, MASK)
-        text = _PATTERNS[0].sub(MASK, text)
-        return _PATTERNS[1].sub(lambda m: f"{m.group(1)}:{MASK}@", text)
+        text = _BOT_TOKEN.sub(MASK, text)
+        return mask_url(text)
 
 
 class JsonFormatter(logging.Formatter):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +18,7 @@ SHARED_DATA_DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" /
 
 
 _HEX = frozenset("0123456789abcdefABCDEF")
+_SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
 class SettingsError(RuntimeError):
@@ -40,7 +42,7 @@ class Settings(BaseSettings):
     leader_min_trades_30d: int = Field(300, ge=0)
     leader_min_volume_30d_usd: int = Field(10_000_000, ge=0)
 
-    # Chain access.
+    # Chain access. RPC and websocket URLs often carry an API key: they are masked in every log line.
     base_rpc_url: str = "https://mainnet.base.org"
     base_ws_url: str = "wss://mainnet.base.org"
     chain_id: int = Field(8453, gt=0)
@@ -130,6 +132,28 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL such as https://api.telegram.org/bot")
         return value
 
+    @field_validator("copy_delegate_key")
+    @classmethod
+    def _delegate_key_is_a_private_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here so a bad key stops every command at start, naming the variable, instead of
+        # a traceback from the signer when the first copy is sent. The value is never echoed.
+        if value is None:
+            return None
+        raw = value.get_secret_value().strip()
+        digits = raw[2:] if raw[:2].lower() == "0x" else raw
+        if len(digits) != 64 or not all(c in _HEX for c in digits):
+            raise ValueError("must be a private key: 64 hex digits, optionally 0x-prefixed")
+        if not 0 < int(digits, 16) < _SECP256K1_ORDER:
+            raise ValueError("is not a valid secp256k1 private key (zero or past the curve order)")
+        return SecretStr("0x" + digits.lower())
+
+    @field_validator("base_rpc_url", "base_ws_url")
+    @classmethod
+    def _urls_have_a_scheme(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("must be a URL such as https://host/path (or wss:// for the websocket)")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_log_level(cls, value: str) -> str:
@@ -156,6 +180,11 @@ class Settings(BaseSettings):
             self.redis_url,
         ]
         values = [s.get_secret_value() for s in secrets if s is not None]
+        # RPC providers put API keys in the URL's path or query: mask those parts wherever they
+        # show up, even without the scheme and host (log lines mask whole URLs anyway).
+        for url in (self.base_rpc_url, self.base_ws_url):
+            parts = urlsplit(url)
+            values += [parts.path.rstrip("/"), parts.query, parts.password or ""]
         return [v for v in values if len(v) >= 6]
 
 

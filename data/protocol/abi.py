@@ -45,7 +45,7 @@ class Param:
 class EventAbi:
     name: str
     version: str
-    emitter: str  # trading | callbacks | pair_infos
+    emitter: str  # trading | callbacks | trading_storage | pair_infos
     signature: str  # as written in Solidity, with names
 
     @cached_property
@@ -159,6 +159,48 @@ EVENTS: tuple[EventAbi, ...] = (
         "trading",
         "OpenLimitCanceled(address indexed trader, uint256 pairIndex, uint256 index, uint256 timestamp, "
         "uint256 collateral)",
+    ),
+    # Callbacks, from the published ABIs (avantis-trader-sdk 0.8.x `abis/TradingCallbacks.sol`): the
+    # oracle-run outcome of an SL update, and the stop loss set after a margin update.
+    EventAbi(
+        "SlUpdated",
+        "1.5",
+        "callbacks",
+        "SlUpdated(uint256 orderId, address indexed trader, uint256 pairIndex, uint256 index, uint256 newSl)",
+    ),
+    EventAbi(
+        "MarginUpdated",
+        "1.5",
+        "callbacks",
+        "MarginUpdated(address indexed trader, uint256 pairIndex, uint256 index, uint256 newSl, uint256 timestamp)",
+    ),
+    # Trading, pending orders (decoded so they are not "unknown"; they change no position).
+    EventAbi(
+        "SlUpdateInitiated",
+        "1.5",
+        "trading",
+        "SlUpdateInitiated(address indexed trader, uint256 pairIndex, uint256 index, uint256 newSl, "
+        "uint256 orderId, uint256 timestamp)",
+    ),
+    EventAbi(
+        "OpenLimitUpdated",
+        "1.5",
+        "trading",
+        "OpenLimitUpdated(address indexed trader, uint256 pairIndex, uint256 index, uint256 newPrice, "
+        "uint256 newTp, uint256 newSl, uint256 timestamp)",
+    ),
+    EventAbi(
+        "LimitOrderInitiated",
+        "1.5",
+        "trading",
+        "LimitOrderInitiated(address indexed trader, uint256 pairIndex, uint256 orderId, uint256 timestamp)",
+    ),
+    # TradingStorage: the opening fee, emitted in the open's transaction before MarketExecuted.
+    EventAbi(
+        "FeesCharged",
+        "1.5",
+        "trading_storage",
+        "FeesCharged(address _trader, uint256 _pairIndex, bool _buy, uint256 fee)",
     ),
     # PairInfos
     EventAbi(

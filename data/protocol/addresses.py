@@ -12,5 +12,6 @@ PRICE_AGGREGATOR = "0x64e2625621970F8cfA17B294670d61CB883dA511"
 REFERRAL = "0x1A110bBA13A1f16cCa4b79758BD39290f29De82D"
 USDC = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
 
-# Where the indexer listens: every contract that emits a trade event.
-WATCHED = (TRADING, TRADING_V1, TRADING_CALLBACKS, PAIR_INFOS)
+# Where the indexer listens: every contract that emits a trade event (TradingStorage emits the
+# opening fee).
+WATCHED = (TRADING, TRADING_V1, TRADING_CALLBACKS, TRADING_STORAGE, PAIR_INFOS)

@@ -3,13 +3,21 @@
 Joins that a single log cannot answer are kept here as small state:
 - PairInfos' `FeesCharged` precedes the close it belongs to in the same transaction; its closing
   fee, rollover (`r`) and loss protection are attached to that close.
+- TradingStorage's `FeesCharged(trader, pairIndex, buy, fee)` precedes the open it belongs to in
+  the same transaction: its fee is the open's `open_fee_usdc` (the deposit minus `initialPosToken`),
+  which the history API does not report. One in a close's transaction is a share of fees the
+  close's PairInfos event already counts, and is dropped.
 - `MarketOrderInitiated` only announces an order; the open or close it leads to carries the same
   order id (stored with the event), so the two join in SQL. A market open that is canceled never
   became a position: its cancel is keyed by trader, pair, index -1 and open time 0, with the order
   id, so it maps the same whatever the mapper saw before (restarts, reorgs).
 - `TpUpdated`/`SlUpdated`/`MarginUpdated` name a position by (trader, pair, index) only; the index is
   reused after a close, so the open timestamp comes from the positions this mapper has seen open
-  (seeded from the database on restart).
+  (seeded from the database on restart). Trading's and Callbacks' `SlUpdated` (the oracle-run
+  stop-loss update) are both TP/SL updates; Callbacks' `MarginUpdated` carries the stop loss a
+  margin update left, so it is a TP/SL update too (Trading's is the margin update itself).
+- Pending orders (`MarketOrderInitiated`, `LimitOrderInitiated`, `OpenLimitPlaced`,
+  `OpenLimitUpdated`, `SlUpdateInitiated`) change no position: decoded, not mapped.
 """
 
 from __future__ import annotations
@@ -43,12 +51,16 @@ class LogContext:
 class ChainMapper:
     venue: str = "avantis"
     fees_by_tx: dict[str, dict[str, Any]] = field(default_factory=dict)
+    open_fees_by_tx: dict[str, int] = field(default_factory=dict)
     open_ts: dict[tuple[str, int, int], int] = field(default_factory=dict)
 
     def map(self, log: DecodedLog, ctx: LogContext) -> TradeEvent | None:
         f = log.fields
         name = log.name
         if name == "MarketOrderInitiated":
+            return None
+        if name == "FeesCharged" and log.emitter == "trading_storage":
+            self.open_fees_by_tx[ctx.tx_hash] = self.open_fees_by_tx.get(ctx.tx_hash, 0) + f["fee"]
             return None
         if name == "FeesCharged":
             self.fees_by_tx[ctx.tx_hash] = f
@@ -61,6 +73,8 @@ class ChainMapper:
             if f["orderType"] == LIMIT_OPEN:
                 return self._open(f["t"], f["positionSizeUSDC"], f["price"], ctx, f["orderId"])
             return self._close(f, ctx, LIMIT_KINDS.get(f["orderType"]))
+        if name == "MarginUpdated" and log.emitter == "callbacks":
+            return self._sl_update(f, ctx, f["newSl"])
         if name == "MarginUpdated":
             t = f["newTrade"]
             key = (t["trader"], t["pairIndex"], t["index"])
@@ -76,9 +90,8 @@ class ChainMapper:
                 leverage=from_e10(t["leverage"]),
                 rollover_fee_usdc=f["marginFees"],
             )
-        if name in ("TpUpdated", "SlUpdated"):
+        if name == "TpUpdated":
             key = (f["trader"], f["pairIndex"], f["index"])
-            value = from_e10(f["newTp"] if name == "TpUpdated" else f["newSl"])
             return self._event(
                 ctx,
                 EventKind.TP_SL_UPDATE,
@@ -86,15 +99,30 @@ class ChainMapper:
                 f["pairIndex"],
                 f["index"],
                 self.open_ts.get(key, 0),
-                **({"tp": value} if name == "TpUpdated" else {"sl": value}),
+                tp=from_e10(f["newTp"]),
             )
+        if name == "SlUpdated":
+            return self._sl_update(f, ctx, f["newSl"])
         if name == "MarketOpenCanceled":
             return self._event(
                 ctx, EventKind.CANCEL, f["trader"], f["pairIndex"], -1, 0, order_id=f["orderId"]
             )
         if name == "OpenLimitCanceled":
             return self._event(ctx, EventKind.CANCEL, f["trader"], f["pairIndex"], f["index"], f["timestamp"])
-        return None  # OpenLimitPlaced: a pending order, not a position
+        return None  # pending orders (OpenLimitPlaced, SlUpdateInitiated, ...): not a position
+
+    def _sl_update(self, f: dict[str, Any], ctx: LogContext, new_sl: int) -> TradeEvent:
+        key = (f["trader"], f["pairIndex"], f["index"])
+        return self._event(
+            ctx,
+            EventKind.TP_SL_UPDATE,
+            f["trader"],
+            f["pairIndex"],
+            f["index"],
+            self.open_ts.get(key, 0),
+            sl=from_e10(new_sl),
+            order_id=f.get("orderId"),
+        )
 
     def _event(
         self, ctx: LogContext, kind: EventKind, trader: str, pair: int, index: int, open_ts: int, **kw: Any
@@ -136,6 +164,7 @@ class ChainMapper:
             tp=from_e10(t["tp"]),
             sl=from_e10(t["sl"]),
             order_id=order_id,
+            open_fee_usdc=self.open_fees_by_tx.pop(ctx.tx_hash, 0),
         )
 
     def _close(self, f: dict[str, Any], ctx: LogContext, limit_kind: EventKind | None) -> TradeEvent:
@@ -143,6 +172,7 @@ class ChainMapper:
         closed = f["positionSizeUSDC"]
         kind = limit_kind or (EventKind.PARTIAL_CLOSE if closed < t["initialPosToken"] else EventKind.CLOSE)
         fees = self.fees_by_tx.pop(ctx.tx_hash, None) or {}
+        self.open_fees_by_tx.pop(ctx.tx_hash, None)
         key = (t["trader"], t["pairIndex"], t["index"])
         if kind is not EventKind.PARTIAL_CLOSE:
             self.open_ts.pop(key, None)

@@ -1,6 +1,7 @@
 """Random but reproducible trading on the local Avantis mock, for tests and benchmarks.
 
-Traders (impersonated addresses) open, add margin, partially close, close, move TP/SL and get
+Traders (impersonated addresses) open (paying the opening fee), add margin, partially close,
+close, move TP/SL (directly, or every other stop loss through the oracle's SL update) and get
 their market opens canceled; the keeper executes orders at a per-pair random-walk price and
 fires TP, SL and liquidations. Every kind of event the indexer must decode is produced, through
 the contracts' real functions, so the logs are exactly what the node emits.
@@ -93,7 +94,13 @@ class Activity:
             self.chain.send_as(fn.updateTp(pair, index, new_tp), trader)
             kind = "tp_update"
         elif roll < 0.30:
-            self.chain.send_as(fn.updateSl(pair, index, self.prices[pair] * 95 // 100), trader)
+            new_sl = self.prices[pair] * 95 // 100
+            if self.done["sl_update"] % 2 == 0:  # every other one through the oracle: Callbacks' SlUpdated
+                receipt = self.chain.send_as(fn.requestSlUpdate(pair, index, new_sl), trader)
+                order = self.chain.trading.events.SlUpdateInitiated().process_receipt(receipt, errors=DISCARD)
+                self.chain.send_as(fn.executeSlUpdate(int(order[0]["args"]["orderId"])), self.chain.keeper)
+            else:
+                self.chain.send_as(fn.updateSl(pair, index, new_sl), trader)
             kind = "sl_update"
         elif roll < 0.50 and collateral > 20 * USDC:
             amount = collateral * self.rng.randint(20, 60) // 100

@@ -70,7 +70,16 @@ class LocalAvantis:
         """Send from an impersonated or unlocked account and wait for the receipt. A fixed gas
         limit skips anvil's gas estimation (a binary search of EVM runs, most of a send's time);
         a revert still shows as a failed receipt."""
-        tx_hash = fn.transact({"from": sender, "gas": 1_500_000, "value": value})
+        # Fee caps given, so web3 does not ask the node for fee history before every send.
+        tx_hash = fn.transact(
+            {
+                "from": sender,
+                "gas": 1_500_000,
+                "value": value,
+                "maxFeePerGas": 10**11,
+                "maxPriorityFeePerGas": 0,
+            }
+        )
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
         if receipt["status"] != 1:
             raise RuntimeError(f"transaction reverted: {tx_hash.hex()}")

@@ -30,7 +30,7 @@ from data.sources.chain.indexer import RETRACTED_STREAM, Indexer, IndexerConfig
 from data.sources.chain.rpc import ChainRpc
 from infra.bus import EVENTS_STREAM, connect
 from infra.chain.activity import Activity
-from infra.chain.anvil import DEFAULT_KEYS, Anvil, run_anvil
+from infra.chain.anvil import DEFAULT_KEYS, Anvil, _free_port, run_anvil
 from infra.chain.contracts import LocalAvantis, deploy
 from tests.rpc_proxy import FlakyRpcProxy
 
@@ -231,6 +231,9 @@ async def test_backfill_tail_kill_reorg_flaky_rpc_exactly_once(
     assert not got.keys() - truth.keys(), "stored events the final chain does not have"
     assert not truth.keys() - got.keys(), "events on the chain missing from the database"
     assert got == truth  # every field, exactly
+    oracle_sl = [e for e in got.values() if e["kind"] == "tp_sl_update" and e["order_id"] is not None]
+    assert oracle_sl, "Callbacks' SlUpdated (oracle-run SL updates) became canonical TP/SL updates"
+    assert all(e["open_fee_usdc"] > 0 for e in got.values() if e["kind"] == "open")
     assert got_raw == truth_raw and got_raw
     assert "reorg: rolled back orphaned blocks" in tail_log
     assert "subscribed to new heads" in tail_log
@@ -271,6 +274,21 @@ async def test_restart_resumes_at_checkpoint_and_unknown_topics_are_kept(
     assert got == truth and got_raw == truth_raw
     reasons = {r["reason"] for r in await migrated_pool.fetch("SELECT reason FROM raw_chain_logs")}
     assert all(r.startswith("unknown topic0") for r in reasons)
+    # Logs no decoder knows (the USDC token's Transfer and Approval) are counted per topic0.
+    from eth_utils import keccak
+
+    from infra.metrics import REGISTRY
+
+    transfer = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
+    counted = REGISTRY.get_sample_value(
+        "vanta_indexer_undecoded_logs_total", {"topic0": transfer, "reason": "unknown_topic0"}
+    )
+    stored_transfers = await migrated_pool.fetchval(
+        "SELECT count(*) FROM raw_chain_logs WHERE topic0 = $1", transfer
+    )
+    assert stored_transfers > 0 and counted is not None and counted >= stored_transfers
+    opens = [e for e in got.values() if e["kind"] == "open"]
+    assert opens and all(e["open_fee_usdc"] > 0 for e in opens), "opens carry their opening fee"
 
 
 async def test_indexer_refuses_a_node_of_another_chain(
@@ -286,3 +304,213 @@ async def test_indexer_refuses_a_node_of_another_chain(
                 pass
     finally:
         await rpc.close()
+
+
+def indexer_env(tmp_path: Path, db_url: str, redis_url: str, addresses: list[str]) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
+        "VANTA_HOME": str(tmp_path / "home"),
+        "DATABASE_URL": db_url,
+        "REDIS_URL": redis_url,
+        "CHAIN_ID": str(CHAIN_ID),
+        "AVANTIS_ADDRESSES": ",".join(addresses),
+        "CONFIRMATION_DEPTH": str(DEPTH),
+        "EVENT_BACKFILL_BLOCKS": "64",
+        "EVENT_MONITORING_INTERVAL": "0.3",
+        "METRICS_PORT": "0",
+    }
+
+
+async def test_lagging_and_garbage_answers_lose_no_event(
+    chain: tuple[Anvil, LocalAvantis], empty_db_url: str, redis_server_url: str, tmp_path: Path
+) -> None:
+    """Every other request answered by a node 25 blocks behind (empty log ranges, null blocks),
+    every fifth by an HTML page, cut-off JSON or a wrong shape: backfill and tail store exactly
+    the events a clean run stores."""
+    node, local = chain
+    addresses = [local.trading.address.lower()]
+    env = indexer_env(tmp_path, empty_db_url, redis_server_url, addresses)
+    Activity(local, seed=11, traders=6).run(120)
+    head = int(node.rpc("eth_blockNumber"), 16)  # type: ignore[arg-type]
+    pool = await asyncpg.create_pool(empty_db_url, min_size=1, max_size=2)
+    with FlakyRpcProxy(node.http_url, lag_every=2, lag_blocks=25, garbage_every=5) as proxy:
+        backfill = subprocess.run(
+            [VANTA, "index", "backfill", "--from-block", "0", "--rpc-url", proxy.url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert backfill.returncode == 0, backfill.stderr[-3000:]
+        assert json.loads(backfill.stdout)["to_block"] == head - DEPTH
+        truth, _ = chain_truth(node, addresses, head - DEPTH)
+        got, _ = await stored(pool)
+        assert len(truth) > 100 and got == truth, f"stored {len(got)} of {len(truth)} events"
+        assert proxy.lagged > 10 and proxy.hidden_logs > 0, "the lagging view never hid anything"
+        assert set(proxy.garbage) == {"html", "truncated", "wrong_shape"}
+
+        log = tmp_path / "tail.log"
+        with log.open("ab") as sink:
+            tail = subprocess.Popen(
+                [VANTA, "index", "tail", "--rpc-url", proxy.url, "--ws-url", "none"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=sink,
+                start_new_session=True,
+            )
+        try:
+            Activity(local, seed=12, traders=4).run(60)
+            final = await caught_up(pool, node, log, timeout=120)
+        finally:
+            os.killpg(tail.pid, signal.SIGKILL)
+            tail.wait(10)
+    truth, _ = chain_truth(node, addresses, final)
+    got, _ = await stored(pool)
+    assert got == truth, f"stored {len(got)} of {len(truth)} events"
+    await pool.close()
+
+
+async def test_backfill_gives_up_on_an_unreachable_node_naming_it_without_secrets(
+    empty_db_url: str, redis_server_url: str, tmp_path: Path
+) -> None:
+    env = indexer_env(tmp_path, empty_db_url, redis_server_url, ["0x" + "11" * 20])
+    secret_url = "https://no-such-node.invalid/v2/sk_live_0123456789abcdef"
+    started = time.monotonic()
+    result = subprocess.run(
+        [VANTA, "index", "backfill", "--from-block", "0", "--rpc-url", secret_url, "--attempts", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = [line for line in result.stderr.splitlines() if line.startswith("vanta:")]
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert lines == [
+        "vanta: cannot reach the RPC node at https://no-such-node.invalid/*** after 2 attempts "
+        + lines[0].split("after 2 attempts ", 1)[1]
+    ]
+    assert "sk_live" not in result.stderr and "Traceback" not in result.stderr
+    assert time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize("command", ["tail", "backfill"])
+async def test_index_commands_stop_within_5s_of_sigterm_mid_retry(
+    command: str, empty_db_url: str, redis_server_url: str, tmp_path: Path
+) -> None:
+    """The node is a black hole (every request fails): the command is inside its retry loop
+    when SIGTERM arrives, and must still be gone within 5 s."""
+    from aiohttp import web
+
+    env = indexer_env(tmp_path, empty_db_url, redis_server_url, ["0x" + "11" * 20])
+    calls = 0
+
+    async def failing(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        return web.Response(status=503, text="down")
+
+    app = web.Application()
+    app.router.add_post("/", failing)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    args = ["--from-block", "0", "--attempts", "1000"] if command == "backfill" else ["--ws-url", "none"]
+    proc = subprocess.Popen(
+        [VANTA, "index", command, "--rpc-url", f"http://127.0.0.1:{port}", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while calls < 3:  # progress, not a clock: it is retrying
+            assert proc.poll() is None and time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        while proc.poll() is None and time.monotonic() - sent < 10:
+            await asyncio.sleep(0.02)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        await runner.cleanup()
+    print(f"{command}: exited {took:.2f} s after SIGTERM")
+    assert took < 5, f"{command} took {took:.1f} s to stop"
+    assert proc.returncode in (0, 130), proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+
+
+async def test_tail_survives_redis_and_postgres_restarts(
+    chain: tuple[Anvil, LocalAvantis], tmp_path: Path
+) -> None:
+    """Activity goes on while Redis is SIGKILLed and restarted, then while PostgreSQL is crash-
+    stopped for 3 s: the tail stores and publishes every event of the final chain."""
+    from tests.servers import RestartablePostgres, RestartableRedis
+
+    node, local = chain
+    addresses = [local.trading.address.lower()]
+    with RestartablePostgres(tmp_path) as pg, RestartableRedis(tmp_path) as rds:
+        env = indexer_env(tmp_path, pg.url, rds.url, addresses)
+        log = tmp_path / "tail.log"
+        with log.open("ab") as sink:
+            tail = subprocess.Popen(
+                [VANTA, "index", "tail", "--rpc-url", node.http_url, "--ws-url", "none"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=sink,
+                start_new_session=True,
+            )
+        pool = None
+        try:
+            deadline = time.monotonic() + 60
+            pool = await asyncpg.create_pool(pg.url, min_size=1, max_size=2)
+            while True:  # a fresh tail starts at the head: wait for its first checkpoint
+                try:
+                    if await checkpoint(pool) >= 0:
+                        break
+                except asyncpg.UndefinedTableError:
+                    pass  # not migrated yet
+                assert time.monotonic() < deadline and tail.poll() is None, log.read_text()[-3000:]
+                await asyncio.sleep(0.2)
+            activity = Activity(local, seed=21, traders=5)
+            activity.run(30)
+            await caught_up(pool, node, log, timeout=60)
+
+            rds.kill()
+            activity.run(20)  # indexed while Redis is down: the publish fails, the range is retried
+            rds.start()
+            await caught_up(pool, node, log, timeout=60)
+
+            await pool.close()
+            pg.stop()
+            activity.run(20)
+            await asyncio.sleep(3)
+            pg.start()
+            pool = await asyncpg.create_pool(pg.url, min_size=1, max_size=2)
+            final = await caught_up(pool, node, log, timeout=60)
+            assert tail.poll() is None, log.read_text()[-3000:]
+            sent = time.monotonic()
+            tail.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(tail.wait, 10)
+            took = time.monotonic() - sent
+        finally:
+            if tail.poll() is None:
+                os.killpg(tail.pid, signal.SIGKILL)
+            tail.wait(10)
+        truth, _ = chain_truth(node, addresses, final)
+        got, _ = await stored(pool)
+        redis = connect(rds.url)
+        published = {json.loads(m[1]["data"])["event_id"] for m in await redis.xrange(EVENTS_STREAM)}
+        await redis.aclose()
+        await pool.close()
+    text = log.read_text()
+    print(
+        f"tail: stored {len(got)} of {len(truth)} events, published {len(published & set(truth))}, stopped {took:.2f} s after SIGTERM"
+    )
+    assert got == truth and len(truth) > 30
+    assert published >= set(truth)
+    assert text.count("server unreachable; retrying with backoff") >= 2, text[-3000:]
+    assert code == 0 and took < 5

@@ -33,13 +33,34 @@ def facts_table() -> dict[str, list[str]]:
     return table
 
 
-def test_every_topic0_matches_the_facts_file() -> None:
+# Events of the published ABIs (avantis-trader-sdk 0.8.17's abis/Trading.sol, TradingCallbacks.sol,
+# TradingStorage.sol) that the facts file does not list, as canonical signatures copied from the
+# ABI JSON, so a typo in data/protocol/abi.py shows as a different topic0.
+PUBLISHED_BEYOND_FACTS = {
+    ("SlUpdated", "callbacks"): "SlUpdated(uint256,address,uint256,uint256,uint256)",
+    ("MarginUpdated", "callbacks"): "MarginUpdated(address,uint256,uint256,uint256,uint256)",
+    ("SlUpdateInitiated", "trading"): "SlUpdateInitiated(address,uint256,uint256,uint256,uint256,uint256)",
+    (
+        "OpenLimitUpdated",
+        "trading",
+    ): "OpenLimitUpdated(address,uint256,uint256,uint256,uint256,uint256,uint256)",
+    ("LimitOrderInitiated", "trading"): "LimitOrderInitiated(address,uint256,uint256,uint256)",
+    ("FeesCharged", "trading_storage"): "FeesCharged(address,uint256,bool,uint256)",
+}
+
+
+def test_every_topic0_matches_the_facts_file_or_the_published_abis() -> None:
+    from eth_utils import keccak
+
     table = facts_table()
     computed: dict[str, set[str]] = {}
     for abi in EVENTS:
+        if (abi.name, abi.emitter) in PUBLISHED_BEYOND_FACTS:
+            assert abi.topic0 == "0x" + keccak(text=PUBLISHED_BEYOND_FACTS[abi.name, abi.emitter]).hex()
+            continue
         computed.setdefault(abi.name, set()).add(abi.topic0)
     assert {k: set(v) for k, v in table.items()} == computed
-    assert len({abi.topic0 for abi in EVENTS}) == len(EVENTS) == 14
+    assert len({abi.topic0 for abi in EVENTS}) == len(EVENTS) == 14 + len(PUBLISHED_BEYOND_FACTS)
 
 
 def trade(index: int = 2, collateral: int = 995_500_000, ts: int = 1_700_000_000, buy: bool = True) -> tuple:
@@ -47,9 +68,9 @@ def trade(index: int = 2, collateral: int = 995_500_000, ts: int = 1_700_000_000
 
 
 def log(
-    name: str, version: str, indexed: list[bytes], types: list[str], values: list
+    name: str, version: str, indexed: list[bytes], types: list[str], values: list, emitter: str | None = None
 ) -> tuple[list[bytes], bytes]:
-    abi = next(a for a in EVENTS if a.name == name and a.version == version)
+    abi = next(a for a in EVENTS if a.name == name and a.version == version and emitter in (None, a.emitter))
     return [bytes.fromhex(abi.topic0[2:]), *indexed], encode(types, values)
 
 
@@ -143,6 +164,7 @@ def test_open_partial_close_and_tp_map_to_canonical_events_with_fees_joined() ->
             [],
             ["bool", "uint256", "uint256", "int256", "uint256", "uint256", "uint256"],
             [True, 400_000_000, 10 * 10**10, 10 * 10**10, 1_234, 1_980_000, 0],
+            emitter="pair_infos",
         )
     )
     assert mapper.map(fees, ctx(4, tx)) is None
@@ -243,3 +265,66 @@ def test_tp_update_finds_the_open_timestamp_of_the_reused_index() -> None:
     )
     assert upd is not None and upd.kind is EventKind.TP_SL_UPDATE and upd.open_ts == 1_800_000_000
     assert upd.tp == Decimal(70_000)
+
+
+def test_opening_fee_sl_updates_and_callbacks_margin_update_map_to_canonical_events() -> None:
+    """TradingStorage's fee joins the open of its transaction; Callbacks' SlUpdated (oracle-run)
+    and MarginUpdated (the stop loss a margin update left) are TP/SL updates of the position."""
+    reg, mapper = Registry(), ChainMapper()
+    open_tx = "0x" + "44" * 32
+    fee = reg.decode(
+        *log(
+            "FeesCharged",
+            "1.5",
+            [],
+            ["address", "uint256", "bool", "uint256"],
+            [TRADER, 1, True, 4_500_000],
+            emitter="trading_storage",
+        )
+    )
+    assert mapper.map(fee, ctx(0, open_tx)) is None
+    opened = mapper.map(
+        reg.decode(
+            *log(
+                "MarketExecuted",
+                "1.5",
+                [],
+                ["uint256", TRADE_TYPE, "bool", "uint256", "uint256", "int256", "uint256", "bool"],
+                [7, trade(), True, 60_000 * 10**10, 995_500_000, 0, 0, False],
+            )
+        ),
+        ctx(1, open_tx),
+    )
+    assert opened is not None and opened.kind is EventKind.OPEN
+    assert (opened.open_fee_usdc, opened.collateral_usdc) == (4_500_000, 995_500_000)
+    indexed_trader = [bytes(12) + bytes.fromhex(TRADER[2:])]
+    sl = mapper.map(
+        reg.decode(
+            *log(
+                "SlUpdated",
+                "1.5",
+                indexed_trader,
+                ["uint256", "uint256", "uint256", "uint256"],
+                [9, 1, 2, 58_000 * 10**10],
+                emitter="callbacks",
+            )
+        ),
+        ctx(0, "0x" + "55" * 32),
+    )
+    assert sl is not None and sl.kind is EventKind.TP_SL_UPDATE
+    assert (sl.sl, sl.order_id, sl.position_key) == (Decimal(58_000), 9, opened.position_key)
+    margin_sl = mapper.map(
+        reg.decode(
+            *log(
+                "MarginUpdated",
+                "1.5",
+                indexed_trader,
+                ["uint256", "uint256", "uint256", "uint256"],
+                [1, 2, 57_000 * 10**10, 1_700_000_500],
+                emitter="callbacks",
+            )
+        ),
+        ctx(1, "0x" + "66" * 32),
+    )
+    assert margin_sl is not None and margin_sl.kind is EventKind.TP_SL_UPDATE
+    assert (margin_sl.sl, margin_sl.position_key) == (Decimal(57_000), opened.position_key)

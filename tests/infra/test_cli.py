@@ -82,3 +82,31 @@ def test_bad_setting_stops_the_command_with_the_variable_named(tmp_path: Path) -
     )
     assert result.returncode == 2
     assert "COPY_EXECUTION_MAX_DELAY_MS" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["db", "status"], ["track"], ["index", "tail"]],  # infra's, execution's and data's commands
+)
+def test_unreachable_database_is_one_line_naming_the_masked_server(tmp_path: Path, args: list[str]) -> None:
+    from tests.servers import free_port
+
+    url = f"postgresql://vanta:hunter2secret@127.0.0.1:{free_port()}/vanta"
+    result = run_vanta(*args, env={"VANTA_HOME": str(tmp_path), "DATABASE_URL": url, "METRICS_PORT": "0"})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "vanta: cannot reach PostgreSQL at postgresql://127.0.0.1:"
+        + url.split(":")[3].split("/")[0]
+        + ": ConnectionRefusedError: "
+        + result.stderr.split("ConnectionRefusedError: ", 1)[1].strip()
+    ]
+    assert "hunter2" not in result.stderr
+
+
+def test_invalid_delegate_key_stops_every_command_naming_the_variable(tmp_path: Path) -> None:
+    result = run_vanta("db", "status", env={"VANTA_HOME": str(tmp_path), "COPY_DELEGATE_KEY": "0xdeadbeef"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "vanta: invalid configuration: COPY_DELEGATE_KEY: Value error, "
+        "must be a private key: 64 hex digits, optionally 0x-prefixed"
+    ]

@@ -32,6 +32,11 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         ("PYTH_PRICE_FEED_IDS_JSON", "[1, 2]"),
         ("PYTH_PRICE_FEED_IDS_JSON", "{not json"),
         ("LOG_LEVEL", "LOUD"),
+        ("COPY_DELEGATE_KEY", "0x1234"),
+        ("COPY_DELEGATE_KEY", "not-a-key-" + "z" * 54),
+        ("COPY_DELEGATE_KEY", "0x" + "0" * 64),
+        ("COPY_DELEGATE_KEY", "0x" + "f" * 64),
+        ("BASE_RPC_URL", "base-mainnet.g.alchemy.com/v2/key"),
     ],
 )
 def test_invalid_value_fails_naming_the_variable(
@@ -65,3 +70,24 @@ def test_env_example_documents_every_setting() -> None:
     text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
     missing = [name.upper() for name in Settings.model_fields if name.upper() not in text]
     assert missing == []
+
+
+def test_a_bad_delegate_key_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = "0x" + "ab" * 31 + "zz"
+    monkeypatch.setenv("COPY_DELEGATE_KEY", bad)
+    with pytest.raises(SettingsError) as err:
+        load_settings(_env_file=None)
+    assert str(err.value).count("\n") == 0 and "COPY_DELEGATE_KEY" in str(err.value)
+    assert "abab" not in str(err.value)
+
+
+def test_a_good_delegate_key_is_normalised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "COPY_DELEGATE_KEY", "AC0974BEC39A17E36BA4A6B4D238FF944BACB478CBED5EFCAE784D7BF4F2FF80"
+    )
+    key = load_settings(_env_file=None).copy_delegate_key
+    assert (
+        key is not None
+        and key.get_secret_value()
+        == "0x" + "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+    )

@@ -16,7 +16,10 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,8 +33,10 @@ from data.protocol.mapping import ChainMapper, LogContext
 from data.sources.chain.rpc import ChainRpc, RangeTooLarge
 from data.store import insert_events, publish_events
 from infra.bus import EVENTS_STREAM, StreamBus
-from infra.logs import log_fields
+from infra.errors import Unreachable
+from infra.logs import log_fields, mask_url
 from infra.metrics import counter, gauge
+from infra.reconnect import Stopped, sleep_unless_stopped, with_reconnect
 
 log = logging.getLogger("vanta.indexer")
 
@@ -54,6 +59,8 @@ class IndexerConfig:
     initial_range: int = 1000
     max_range: int = 10_000
     poll_interval_s: float = 5.0
+    # How long to wait for a node that lacks a block it announced; None (services) waits forever.
+    max_behind_s: float | None = None
     keep_block_hashes: int = 2048  # how deep a reorg can be undone
     events_stream: str = EVENTS_STREAM
 
@@ -89,7 +96,12 @@ class Checkpoint:
 
 
 class ChainChanged(RuntimeError):
-    """The node's chain moved under a range while it was read; read the range again."""
+    """The node's chain moved under a range while it was read, or it lacks the range's last
+    block: read the range again once it has it."""
+
+
+class NodeStaysBehind(Unreachable):
+    """A one-shot command waited `max_behind_s` for the node to have a block; it never did."""
 
 
 def _hex_bytes(value: str) -> bytes:
@@ -128,21 +140,56 @@ class Indexer:
                 f"the node is chain {node_chain} but the indexer is configured for chain "
                 f"{self.config.chain_id} (CHAIN_ID)"
             )
-        self._lock_conn = await self.pool.acquire()
-        got = await self._lock_conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self.config.name)
-        if not got:
-            log.info("another indexer holds the lock; waiting", extra=log_fields(name=self.config.name))
-            await self._lock_conn.execute("SELECT pg_advisory_lock(hashtext($1))", self.config.name)
-        async with self.pool.acquire() as conn:
-            self.checkpoint = await self._load_checkpoint(conn)
-            await self._seed_mapper(conn)
+        await self._hold_lock()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        alive = self._lock_alive()
+        conn, self._lock_conn = self._lock_conn, None
+        if conn is None:
+            return
+        if not alive:
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
+            return
+        try:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", self.config.name)
+            await self.pool.release(conn)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            conn.terminate()  # the session ends, and its lock with it
+
+    def _lock_alive(self) -> bool:
+        """Whether the session holding the advisory lock still exists."""
+        if self._lock_conn is None:
+            return False
+        try:
+            return not self._lock_conn.is_closed()
+        except asyncpg.InterfaceError:
+            return False  # the pool already took the dead connection back
+
+    async def _hold_lock(self) -> None:
+        """Hold the one-indexer-per-chain advisory lock, taking it again if the session that held
+        it is gone (a PostgreSQL restart ends it), then reload the checkpoint: it is the truth of
+        what was committed, whatever this process believed before the outage."""
+        if self._lock_alive():
+            return
         if self._lock_conn is not None:
-            await self._lock_conn.execute("SELECT pg_advisory_unlock(hashtext($1))", self.config.name)
-            await self.pool.release(self._lock_conn)
+            with contextlib.suppress(Exception):
+                await self.pool.release(self._lock_conn)
             self._lock_conn = None
+        conn = await self.pool.acquire()
+        try:
+            got = await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self.config.name)
+            if not got:
+                log.info("another indexer holds the lock; waiting", extra=log_fields(name=self.config.name))
+                await conn.execute("SELECT pg_advisory_lock(hashtext($1))", self.config.name)
+        except BaseException:
+            await self.pool.release(conn)
+            raise
+        self._lock_conn = conn
+        async with self.pool.acquire() as c:
+            self.checkpoint = await self._load_checkpoint(c)
+            await self._seed_mapper(c)
 
     async def _load_checkpoint(self, conn: asyncpg.Connection) -> Checkpoint | None:
         row = await conn.fetchrow(
@@ -175,41 +222,53 @@ class Indexer:
         return await self.rpc.head() - self.config.confirmation_depth
 
     async def backfill(
-        self, from_block: int, to_block: int, progress: Progress | None = None
+        self,
+        from_block: int,
+        to_block: int,
+        progress: Progress | None = None,
+        stop: asyncio.Event | None = None,
     ) -> IndexerTotals:
         """Index [from_block, to_block], resuming after the checkpoint if it is already past
-        `from_block` (so a killed backfill, run again, continues where it stopped)."""
+        `from_block` (so a killed backfill, run again, continues where it stopped). Returns early,
+        with what it committed, when `stop` is set."""
         start = from_block
         if self.checkpoint is not None and self.checkpoint.block >= from_block:
             start = self.checkpoint.block + 1
-        await self._index_until(start, to_block, progress, first=from_block)
+        await self._index_until(start, to_block, progress, first=from_block, stop=stop)
         return self.totals
 
-    async def catch_up(self, progress: Progress | None = None) -> int:
+    async def catch_up(self, progress: Progress | None = None, stop: asyncio.Event | None = None) -> int:
         """Index everything confirmed since the checkpoint; returns the new checkpoint block."""
+        await self._hold_lock()
         target = await self.safe_head()
         if self.checkpoint is None:
             # A fresh tail starts at the confirmed head; history is `backfill`'s job.
-            await self._index_until(max(target, 0), target, progress)
+            await self._index_until(max(target, 0), target, progress, stop=stop)
         else:
-            await self._index_until(self.checkpoint.block + 1, target, progress)
+            await self._index_until(self.checkpoint.block + 1, target, progress, stop=stop)
         return self.checkpoint.block if self.checkpoint else -1
 
     async def tail(self, ws_url: str | None, stop: asyncio.Event) -> None:
         """Follow the chain until `stop` is set: new heads over a websocket subscription wake the
-        indexer at once; if there is no websocket (or it drops), it polls every interval."""
+        indexer at once; if there is no websocket (or it drops), it polls every interval.
+
+        Nothing stops it but `stop`: RPC failures are retried forever (by `ChainRpc`), and a
+        PostgreSQL or Redis restart is waited out (`with_reconnect`), the advisory lock and the
+        checkpoint taken again from the database before indexing goes on."""
         wake = asyncio.Event()
         listener = asyncio.create_task(self._listen_heads(ws_url, wake, stop)) if ws_url else None
         try:
             while not stop.is_set():
                 wake.clear()  # before, not after: a head announced during catch_up must wake us again
-                await self.catch_up()
+                await with_reconnect(lambda: self.catch_up(stop=stop), what="indexer", stop=stop)
                 waiters = [asyncio.create_task(wake.wait()), asyncio.create_task(stop.wait())]
                 await asyncio.wait(
                     waiters, timeout=self.config.poll_interval_s, return_when="FIRST_COMPLETED"
                 )
                 for w in waiters:
                     w.cancel()
+        except Stopped:
+            log.info("indexer stopped during an outage")
         finally:
             if listener is not None:
                 listener.cancel()
@@ -240,38 +299,55 @@ class Indexer:
     # --- ranges ---------------------------------------------------------------------------------
 
     async def _index_until(
-        self, start: int, end: int, progress: Progress | None, first: int | None = None
+        self,
+        start: int,
+        end: int,
+        progress: Progress | None,
+        first: int | None = None,
+        stop: asyncio.Event | None = None,
     ) -> None:
         first = start if first is None else first
         total = max(end - first + 1, 0)
-        while start <= end:
+        behind_since: float | None = None
+        while start <= end and not (stop is not None and stop.is_set()):
             if await self._reorged():
                 start = self.checkpoint.block + 1 if self.checkpoint else start
                 continue
-            stop = min(end, start + self._range - 1)
+            last = min(end, start + self._range - 1)
             try:
-                result = await self._index_range(start, stop)
+                result = await self._index_range(start, last)
             except RangeTooLarge as exc:
-                self._range = max(1, (stop - start + 1) // 2)
+                self._range = max(1, (last - start + 1) // 2)
                 log.info(
                     "log range too large; halving",
                     extra=log_fields(blocks=self._range, error=str(exc)),
                 )
                 continue
             except ChainChanged as exc:
-                # The head moved back (a reorg in progress, a lagging node): wait for it.
-                log.info("chain moved while reading; retrying", extra=log_fields(error=str(exc)))
-                end = min(end, await self.safe_head())
-                await asyncio.sleep(0.2)
+                # The node lags the block asked for, or a reorg is under way: never index past
+                # what the node has shown; wait for it (bounded for one-shot commands).
+                now = time.monotonic()
+                behind_since = behind_since or now
+                waited = now - behind_since
+                if self.config.max_behind_s is not None and waited > self.config.max_behind_s:
+                    raise NodeStaysBehind(
+                        f"the node at {mask_url(self.rpc.url)} still lacks block {last} after "
+                        f"{waited:.0f} s ({exc}); nothing past block "
+                        f"{self.checkpoint.block if self.checkpoint else start - 1} was indexed"
+                    ) from exc
+                log.info("node behind or chain moving; waiting", extra=log_fields(error=str(exc)))
+                if await sleep_unless_stopped(stop, min(0.2 * 2 ** min(waited, 5), 5.0)):
+                    return
                 continue
+            behind_since = None
             self._range = min(self.config.max_range, self._range * 2)
-            self.totals.blocks += stop - start + 1
+            self.totals.blocks += last - start + 1
             self.totals.logs += result.logs
             self.totals.inserted += len(result.inserted)
             self.totals.undecoded += result.undecoded
-            start = stop + 1
+            start = last + 1
             if progress:
-                progress(min(stop - first + 1, total), total, self.totals.logs)
+                progress(min(last - first + 1, total), total, self.totals.logs)
 
     async def _reorged(self) -> bool:
         """If the checkpoint's block is no longer on the node's chain, roll back to the last block
@@ -283,6 +359,11 @@ class Indexer:
         if current is None:
             return False  # the node is behind the checkpoint: compare once it has that block again
         if current.hash == cp.hash:
+            return False
+        # One node behind a load balancer may sit on a stale branch: believe a reorg only when
+        # asked again, and only past this point delete anything.
+        again = await self.rpc.block(cp.block)
+        if again is None or again.hash == cp.hash or again.hash != current.hash:
             return False
         async with self.pool.acquire() as conn:
             known = await conn.fetch(
@@ -350,37 +431,46 @@ class Indexer:
         end_before = await self.rpc.block(stop)
         if end_before is None:
             raise ChainChanged(f"block {stop} is not on the node (yet)")
-        raw_logs = await self.rpc.logs(start, stop, self._addresses)
+        # Asked together with block `stop`'s own logs by its hash: only a node that has that very
+        # block can answer, so a lagging node's empty answer is never taken for "no events".
+        raw_logs = await self.rpc.logs(start, stop, self._addresses, to_block_hash=end_before.hash)
         end_after = await self.rpc.block(stop)
         if end_after is None or end_after.hash != end_before.hash:
             raise ChainChanged(f"block {stop} changed while its range was read")
         raw_logs.sort(key=lambda lg: (int(lg["blockNumber"], 16), int(lg["logIndex"], 16)))
-        events, undecoded, hashes = await self._decode(raw_logs)
-        hashes[stop] = end_after.hash
-        result = RangeResult(logs=len(raw_logs), undecoded=len(undecoded))
-        async with self.pool.acquire() as conn, conn.transaction():
-            result.inserted = await insert_events(conn, events)
-            if undecoded:
+        # The mapper keeps joins across logs (open times, fees by transaction); if this range
+        # does not commit, it will be read again, so it must see the mapper as it was.
+        mapper_before = copy.deepcopy(self.mapper)
+        try:
+            events, undecoded, hashes = await self._decode(raw_logs)
+            hashes[stop] = end_after.hash
+            result = RangeResult(logs=len(raw_logs), undecoded=len(undecoded))
+            async with self.pool.acquire() as conn, conn.transaction():
+                result.inserted = await insert_events(conn, events)
+                if undecoded:
+                    await conn.executemany(
+                        "INSERT INTO raw_chain_logs (chain_id, tx_hash, log_index, block_number, block_hash, "
+                        "address, topic0, topics, data, reason) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) "
+                        "ON CONFLICT DO NOTHING",
+                        undecoded,
+                    )
                 await conn.executemany(
-                    "INSERT INTO raw_chain_logs (chain_id, tx_hash, log_index, block_number, block_hash, "
-                    "address, topic0, topics, data, reason) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) "
-                    "ON CONFLICT DO NOTHING",
-                    undecoded,
+                    "INSERT INTO indexer_blocks (chain_id, block_number, block_hash) VALUES ($1, $2, $3) "
+                    "ON CONFLICT (chain_id, block_number) DO UPDATE SET block_hash = EXCLUDED.block_hash",
+                    [(self.config.chain_id, n, h) for n, h in sorted(hashes.items())],
                 )
-            await conn.executemany(
-                "INSERT INTO indexer_blocks (chain_id, block_number, block_hash) VALUES ($1, $2, $3) "
-                "ON CONFLICT (chain_id, block_number) DO UPDATE SET block_hash = EXCLUDED.block_hash",
-                [(self.config.chain_id, n, h) for n, h in sorted(hashes.items())],
-            )
-            await conn.execute(
-                "DELETE FROM indexer_blocks WHERE chain_id = $1 AND block_number < $2",
-                self.config.chain_id,
-                stop - self.config.keep_block_hashes,
-            )
-            checkpoint = Checkpoint(stop, end_after.hash)
-            await self._write_checkpoint(conn, checkpoint)
-            if result.inserted and self.redis is not None:
-                await publish_events(self.redis, result.inserted, stream=self.config.events_stream)
+                await conn.execute(
+                    "DELETE FROM indexer_blocks WHERE chain_id = $1 AND block_number < $2",
+                    self.config.chain_id,
+                    stop - self.config.keep_block_hashes,
+                )
+                checkpoint = Checkpoint(stop, end_after.hash)
+                await self._write_checkpoint(conn, checkpoint)
+                if result.inserted and self.redis is not None:
+                    await publish_events(self.redis, result.inserted, stream=self.config.events_stream)
+        except BaseException:
+            self.mapper = mapper_before
+            raise
         self.checkpoint = checkpoint
         INDEXED_BLOCK.labels(chain_id=str(self.config.chain_id)).set(stop)
         LOGS_INDEXED.labels(chain_id=str(self.config.chain_id)).inc(len(raw_logs))

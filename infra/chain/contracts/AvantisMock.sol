@@ -4,8 +4,12 @@
 // closeTradeMarket, setDelegate, delegatedAction), an execution fee in wei (msg.value, 0 unless the
 // keeper sets one), a keeper that executes pending market orders at a given price (an open whose
 // fill is past its slippage bound is canceled and refunded, as on mainnet), and TP/SL/liquidation
-// through LimitExecuted. One contract plays Trading, Callbacks
-// and PairInfos; the close arithmetic is research/pnl.py's (fees 0.045 %, truncating division).
+// through LimitExecuted. One contract plays Trading, Callbacks, TradingStorage and PairInfos, so
+// it emits each of their events (overloaded names included: TradingStorage's and PairInfos'
+// FeesCharged, Trading's and Callbacks' SlUpdated and MarginUpdated); the close arithmetic is
+// research/pnl.py's (fees 0.045 %, truncating division). To replay real closed trades exactly, the
+// keeper can also execute a close with the outcome mainnet computed (percent profit, closing fee,
+// rollover, loss protection, USDC sent), which the mock's own arithmetic does not model.
 pragma solidity ^0.8.24;
 
 contract MockUSDC {
@@ -87,6 +91,30 @@ contract AvantisMock {
     event SlUpdated(address indexed trader, uint256 pairIndex, uint256 index, uint256 newSl, uint256 timestamp);
     event FeesCharged(bool buy, uint256 collateral, uint256 leverage, int256 percentProfit, uint256 r,
         uint256 closingFee, uint256 lossProtection);
+    // TradingStorage: the opening fee taken from the deposit, in the open's transaction.
+    event FeesCharged(address _trader, uint256 _pairIndex, bool _buy, uint256 fee);
+    // Trading: a stop-loss change that needs an oracle price; Callbacks applies it (SlUpdated below).
+    event SlUpdateInitiated(address indexed trader, uint256 pairIndex, uint256 index, uint256 newSl,
+        uint256 orderId, uint256 timestamp);
+    // Callbacks: the oracle-run stop-loss update, and the stop loss set after a margin update.
+    event SlUpdated(uint256 orderId, address indexed trader, uint256 pairIndex, uint256 index, uint256 newSl);
+    event MarginUpdated(address indexed trader, uint256 pairIndex, uint256 index, uint256 newSl, uint256 timestamp);
+
+    /// What mainnet's callbacks computed for a close (loss protection tiers, accrued rollover).
+    struct Outcome {
+        int256 percentProfit;
+        uint256 closingFee;
+        uint256 rollover;
+        uint256 lossProtection;
+        uint256 usdcSent;
+    }
+
+    struct PendingSl {
+        address trader;
+        uint256 pairIndex;
+        uint256 index;
+        uint256 newSl;
+    }
 
     uint256 constant E10 = 1e10;
     uint256 constant FEE_PPM = 450; // 0.045 % open and close
@@ -102,6 +130,9 @@ contract AvantisMock {
     mapping(address => mapping(uint256 => uint256)) public openCount;
     mapping(address => address) public delegations; // trader => delegate
     address private actingFor; // set during delegatedAction
+    mapping(uint256 => PendingSl) public pendingSl; // orderId => an SL update awaiting the oracle
+    Outcome private forced; // the outcome the next close takes, while `hasForced`
+    bool private hasForced;
 
     constructor(MockUSDC _usdc) {
         usdc = _usdc;
@@ -204,6 +235,16 @@ contract AvantisMock {
         t.leverage = size / t.initialPosToken;
         require(t.leverage >= E10 && t.leverage <= 75 * E10, "leverage");
         emit MarginUpdated(trader, _pairIndex, _index, _type, t, 0, 0, block.timestamp);
+        emit MarginUpdated(trader, _pairIndex, _index, t.sl, block.timestamp); // Callbacks' view
+    }
+
+    /// A stop-loss update run through the oracle: the keeper applies it with `executeSlUpdate`.
+    function requestSlUpdate(uint256 pairIndex, uint256 index, uint256 newSl) external returns (uint256 orderId) {
+        address trader = _sender();
+        require(openTrades[trader][pairIndex][index].leverage > 0, "no such trade");
+        orderId = nextOrderId++;
+        pendingSl[orderId] = PendingSl(trader, pairIndex, index, newSl);
+        emit SlUpdateInitiated(trader, pairIndex, index, newSl, orderId, block.timestamp);
     }
 
     function updateTp(uint256 pairIndex, uint256 index, uint256 newTp) external {
@@ -235,7 +276,46 @@ contract AvantisMock {
     }
 
     // --- keeper ---------------------------------------------------------------------------------
+    function executeSlUpdate(uint256 orderId) external onlyKeeper {
+        PendingSl memory p = pendingSl[orderId];
+        require(p.trader != address(0), "no pending sl update");
+        delete pendingSl[orderId];
+        Trade storage t = openTrades[p.trader][p.pairIndex][p.index];
+        require(t.leverage > 0, "trade gone");
+        t.sl = p.newSl;
+        emit SlUpdated(orderId, p.trader, p.pairIndex, p.index, p.newSl);
+    }
+
     function executeMarketOrder(uint256 orderId, uint256 price) external onlyKeeper {
+        _executeMarketOrder(orderId, price);
+    }
+
+    /// A close executed with mainnet's outcome instead of the mock's arithmetic (replays).
+    function executeMarketOrderWithOutcome(uint256 orderId, uint256 price, Outcome calldata outcome)
+        external
+        onlyKeeper
+    {
+        forced = outcome;
+        hasForced = true;
+        _executeMarketOrder(orderId, price);
+        hasForced = false;
+    }
+
+    function executeLimitWithOutcome(
+        address trader,
+        uint256 pairIndex,
+        uint256 index,
+        uint8 orderType,
+        uint256 price,
+        Outcome calldata outcome
+    ) external onlyKeeper {
+        forced = outcome;
+        hasForced = true;
+        _executeLimit(trader, pairIndex, index, orderType, price);
+        hasForced = false;
+    }
+
+    function _executeMarketOrder(uint256 orderId, uint256 price) internal {
         PendingOrder storage o = orders[orderId];
         require(o.live, "no pending order");
         o.live = false;
@@ -254,6 +334,7 @@ contract AvantisMock {
             t.positionSizeUSDC = block.timestamp; // as on mainnet: the stored field holds a timestamp
             openTrades[o.trader][o.pairIndex][t.index] = t;
             openCount[o.trader][o.pairIndex] += 1;
+            emit FeesCharged(o.trader, o.pairIndex, t.buy, fee);
             emit MarketExecuted(orderId, t, true, price, t.initialPosToken, 0, 0, false);
         } else {
             Trade memory before = openTrades[o.trader][o.pairIndex][o.trade.index];
@@ -273,6 +354,10 @@ contract AvantisMock {
 
     /// orderType 0 = TP, 1 = SL, 2 = liquidation: closes the whole position at `price`.
     function executeLimit(address trader, uint256 pairIndex, uint256 index, uint8 orderType, uint256 price) external onlyKeeper {
+        _executeLimit(trader, pairIndex, index, orderType, price);
+    }
+
+    function _executeLimit(address trader, uint256 pairIndex, uint256 index, uint8 orderType, uint256 price) internal {
         require(orderType <= 2, "order type");
         Trade memory before = openTrades[trader][pairIndex][index];
         require(before.leverage > 0, "no such trade");
@@ -318,13 +403,20 @@ contract AvantisMock {
         returns (int256 pct, uint256 sent)
     {
         Trade storage t = openTrades[trader][pairIndex][index];
-        pct = _percentProfit(t, price);
         uint256 fee;
-        (sent, fee) = _outcome(amount, t.leverage, pct);
+        uint256 rollover;
+        uint256 lossProtection;
+        if (hasForced) {
+            (pct, fee, rollover, lossProtection, sent) =
+                (forced.percentProfit, forced.closingFee, forced.rollover, forced.lossProtection, forced.usdcSent);
+        } else {
+            pct = _percentProfit(t, price);
+            (sent, fee) = _outcome(amount, t.leverage, pct);
+        }
         if (sent > 0) {
             require(usdc.transfer(trader, sent), "payout");
         }
-        emit FeesCharged(t.buy, amount, t.leverage, pct, 0, fee, 0);
+        emit FeesCharged(t.buy, amount, t.leverage, pct, rollover, fee, lossProtection);
         if (amount == t.initialPosToken || sent == 0) {
             delete openTrades[trader][pairIndex][index];
             openCount[trader][pairIndex] -= 1;
