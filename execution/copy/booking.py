@@ -37,11 +37,19 @@ class Booker:
         pair = self.catalogue.get(pair_index) if pair_index is not None else None
         return pair.symbol if pair else f"pair {pair_index}"
 
-    async def book(self, conn: asyncpg.Connection, results: list[tuple[Intent, VenueResult, bool]]) -> None:
+    async def book(
+        self, conn: asyncpg.Connection, results: list[tuple[Intent, VenueResult, bool]]
+    ) -> list[str]:
         """The venue's answers into the journal, the follower's books, the profiles and the outbox
-        (the caller holds the transaction)."""
+        (the caller holds the transaction). Returns the follow-ups waiting on what was booked (a
+        close on its open or on a partial close): the caller works them once this commits."""
         day = positions.trading_day()
-        await journal.settle(
+        waking = [
+            (i.profile_id, i.leader_position_key)
+            for i, _, _ in results
+            if i.action is not CopyAction.CLOSE and i.leader_position_key
+        ]
+        waiting = await journal.settle(
             conn,
             [
                 Outcome(
@@ -55,6 +63,7 @@ class Booker:
                 )
                 for i, res, looked_up in results
             ],
+            waking,
         )
         notes: list[Notice] = []
         attribution: list[positions.Attribution] = []
@@ -116,6 +125,7 @@ class Booker:
             notes += await self._closes(conn, closes, attribution, day)
         await positions.attribute(conn, attribution)
         await notices.write(conn, notes)
+        return waiting
 
     def _opened(self, i: Intent, res: VenueResult) -> positions.OpenedCopy:
         return positions.OpenedCopy(

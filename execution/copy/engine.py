@@ -609,7 +609,7 @@ class CopyEngine:
             return {}
         try:
             async with conn.transaction():
-                await self.booker.book(conn, results)
+                waiting = await self.booker.book(conn, results)
         except Exception as exc:
             if transient(exc):
                 raise  # still `sent`: the venue is asked again later
@@ -627,20 +627,15 @@ class CopyEngine:
             state = final_state(res, looked_up).value
             counts[state] = counts.get(state, 0) + 1
             INTENTS.labels(outcome=state).inc()
-        settled = [i for i, _, _ in results if i.action is not CopyAction.CLOSE]
-        if settled:
-            await self._wake_waiting(conn, settled)
+        if waiting:
+            await self._wake(waiting)
         return counts
 
-    async def _wake_waiting(self, conn: asyncpg.Connection, settled: list[Intent]) -> None:
-        """Follow-ups that waited for these opens (closes, for these partial closes) go out now,
-        not at the next sweep (which still finds them if this fails)."""
+    async def _wake(self, waiting: list[str]) -> None:
+        """Follow-ups that waited for what was just booked go out now, not at the next sweep
+        (which still finds them if this fails)."""
         try:
-            ids = await journal.waiting_for(
-                conn, [i.profile_id for i in settled], [i.leader_position_key or "" for i in settled]
-            )
-            if ids:
-                await self.work(ids)
+            await self.work(waiting)
         except Exception as exc:
             log.warning(
                 "waiting closes left to the sweep",

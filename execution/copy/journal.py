@@ -244,21 +244,6 @@ async def position_intents(
     return out
 
 
-async def waiting_for(
-    conn: asyncpg.Connection, profile_ids: list[int], leader_position_keys: list[str]
-) -> list[str]:
-    """Closes and TP/SL updates of these positions waiting for their open."""
-    rows = await conn.fetch(
-        "SELECT intent_id, profile_id, leader_position_key FROM copy_intents "
-        "WHERE state = 'planned' AND action <> 'open' AND position_ref IS NULL "
-        "AND profile_id = ANY($1::bigint[]) AND leader_position_key = ANY($2::text[])",
-        profile_ids,
-        leader_position_keys,
-    )
-    wanted = set(zip(profile_ids, leader_position_keys, strict=True))
-    return [r["intent_id"] for r in rows if (r["profile_id"], r["leader_position_key"]) in wanted]
-
-
 async def bind(conn: asyncpg.Connection, bound: list[Intent]) -> None:
     """Waiting intents whose open settled: the position they act on and their size."""
     if bound:
@@ -351,21 +336,34 @@ class Outcome:
     error: str | None = None
 
 
-async def settle(conn: asyncpg.Connection, outcomes: list[Outcome]) -> None:
-    if outcomes:
-        await conn.execute(
-            "UPDATE copy_intents i SET state = o.state, fill_price = o.price, fee_usdc = o.fee, pnl_usdc = o.pnl, "
-            "venue_order_ref = o.ref, error = coalesce(o.error, i.error), updated_at = now() "
-            "FROM unnest($1::text[], $2::text[], $3::numeric[], $4::bigint[], $5::bigint[], $6::text[], $7::text[]) "
-            "AS o(id, state, price, fee, pnl, ref, error) WHERE i.intent_id = o.id",
-            [o.intent_id for o in outcomes],
-            [o.state.value for o in outcomes],
-            [o.fill_price for o in outcomes],
-            [o.fee_usdc for o in outcomes],
-            [o.pnl_usdc for o in outcomes],
-            [o.venue_order_ref for o in outcomes],
-            [o.error for o in outcomes],
-        )
+async def settle(
+    conn: asyncpg.Connection, outcomes: list[Outcome], waking: list[tuple[int, str]] = ()
+) -> list[str]:
+    """Store the outcomes; returns the follow-ups of the `waking` (follower, leader position)
+    pairs that wait (for an open, or a close for partial closes): what to look at once these are
+    booked. One round trip for both."""
+    if not outcomes:
+        return []
+    rows = await conn.fetch(
+        "WITH settled AS (UPDATE copy_intents i SET state = o.state, fill_price = o.price, fee_usdc = o.fee, "
+        "pnl_usdc = o.pnl, venue_order_ref = o.ref, error = coalesce(o.error, i.error), updated_at = now() "
+        "FROM unnest($1::text[], $2::text[], $3::numeric[], $4::bigint[], $5::bigint[], $6::text[], $7::text[]) "
+        "AS o(id, state, price, fee, pnl, ref, error) WHERE i.intent_id = o.id) "
+        "SELECT intent_id, profile_id, leader_position_key FROM copy_intents "
+        "WHERE state = 'planned' AND action <> 'open' AND position_ref IS NULL "
+        "AND profile_id = ANY($8::bigint[]) AND leader_position_key = ANY($9::text[])",
+        [o.intent_id for o in outcomes],
+        [o.state.value for o in outcomes],
+        [o.fill_price for o in outcomes],
+        [o.fee_usdc for o in outcomes],
+        [o.pnl_usdc for o in outcomes],
+        [o.venue_order_ref for o in outcomes],
+        [o.error for o in outcomes],
+        [pid for pid, _ in waking],
+        [key for _, key in waking],
+    )
+    wanted = set(waking)
+    return [r["intent_id"] for r in rows if (r["profile_id"], r["leader_position_key"]) in wanted]
 
 
 async def stale(conn: asyncpg.Connection, venue: str, idle_s: float, limit: int) -> list[str]:

@@ -61,8 +61,11 @@ def for_intent(profile_id: int, intent_id: str, kind: NoticeKind, **fields: Any)
     return Notice(profile_id, kind, f"{intent_id}:{kind.value}", {"intent_id": intent_id, **fields})
 
 
+_PLAIN = (bool, int, str)
+
+
 def _jsonable(value: Any) -> Any:
-    return value if value is None or isinstance(value, bool | int | str) else str(value)
+    return value if value is None or value.__class__ in _PLAIN else str(value)
 
 
 _WRITE = """

@@ -34,14 +34,16 @@ class Books:
     realized_today_usdc: int  # realized PnL of closes settled since the trading day began
 
 
+# Set-based on purpose (one pass over each table, whatever the planner's statistics say): a
+# subquery per profile became a table scan per profile once the books outgrew stale statistics.
 _BOOKS = """
-SELECT p.id AS profile_id,
-       (SELECT coalesce(sum(c.collateral_usdc * c.leverage), 0) FROM copy_positions c
-         WHERE c.profile_id = p.id AND c.status = 'open') AS exposure,
-       (SELECT coalesce(sum(i.pnl_usdc), 0) FROM copy_intents i
-         WHERE i.profile_id = p.id AND i.action IN ('close', 'partial_close')
-           AND i.state IN ('filled', 'resolved') AND i.updated_at >= $2) AS today
+SELECT p.id AS profile_id, coalesce(e.exposure, 0) AS exposure, coalesce(t.today, 0) AS today
 FROM unnest($1::bigint[]) AS p(id)
+LEFT JOIN (SELECT profile_id, sum(collateral_usdc * leverage) AS exposure FROM copy_positions
+           WHERE status = 'open' AND profile_id = ANY($1::bigint[]) GROUP BY profile_id) e ON e.profile_id = p.id
+LEFT JOIN (SELECT profile_id, sum(pnl_usdc) AS today FROM copy_intents
+           WHERE action IN ('close', 'partial_close') AND state IN ('filled', 'resolved') AND updated_at >= $2
+             AND profile_id = ANY($1::bigint[]) GROUP BY profile_id) t ON t.profile_id = p.id
 """
 
 

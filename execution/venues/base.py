@@ -50,7 +50,8 @@ class VenueOrder:
     sl: Decimal | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "action", CopyAction(self.action))  # "open" from a row → the enum
+        if self.action.__class__ is not CopyAction:  # "open" from a row → the enum
+            object.__setattr__(self, "action", CopyAction(self.action))
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ class VenueResult:
     reason: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "status", OrderStatus(self.status))
+        if self.status.__class__ is not OrderStatus:
+            object.__setattr__(self, "status", OrderStatus(self.status))
 
     @property
     def filled(self) -> bool:

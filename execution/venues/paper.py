@@ -24,6 +24,29 @@ PRICE_STEP = Decimal("0.0000000001")
 
 
 @dataclass
+class _Held:
+    """A paper position as a batch works on it."""
+
+    ref: str
+    account: str
+    pair_index: int
+    side: str
+    collateral_usdc: int
+    leverage: Decimal
+    entry_price: Decimal
+    tp: Decimal | None
+    sl: Decimal | None
+    status: str = "open"
+    new: bool = False
+    changed: bool = False
+
+
+def _columns(rows: list[tuple[object, ...]], width: int) -> list[list[object]]:
+    """Rows as columns (the arrays of an `unnest`), `width` empty ones when there are no rows."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+@dataclass
 class PaperVenue:
     pool: asyncpg.Pool
     catalogue: dict[int, Pair]
@@ -45,41 +68,114 @@ class PaperVenue:
         return int(hashlib.sha256(client_ref.encode()).hexdigest()[:8], 16) % 1_000_000 < self.reject_ppm
 
     async def submit_many(self, orders: list[VenueOrder]) -> list[VenueResult]:
+        """Execute in order. The positions the batch touches are read (locked) once, worked in
+        memory, and written back with the orders in one statement: a batch of opens is a single
+        round trip, atomic without a transaction of its own."""
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000)
-        results: list[VenueResult] = []
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = []
-            for order in orders:
-                result = await self._execute(conn, order)
-                results.append(result)
-                rows.append(
-                    (
-                        order.client_ref,
-                        order.account,
-                        order.action,
-                        order.pair_index,
-                        order.side.value if order.side else None,
-                        result.collateral_usdc,
-                        order.leverage,
-                        result.price,
-                        result.fee_usdc,
-                        result.usdc_sent,
-                        result.pnl_usdc,
-                        result.position_ref,
-                        result.status,
-                        result.reason,
+        refs = sorted({o.position_ref for o in orders if o.action is not CopyAction.OPEN and o.position_ref})
+        async with self.pool.acquire() as conn:
+            if not refs:  # opens only: nothing to read first
+                opened: dict[str, _Held] = {}
+                results = [self._execute(order, opened) for order in orders]
+                await self._write(conn, orders, results, opened)
+                return results
+            async with conn.transaction():
+                book = {
+                    r["position_ref"]: _Held(
+                        r["position_ref"],
+                        r["account"],
+                        r["pair_index"],
+                        r["side"],
+                        r["collateral_usdc"],
+                        r["leverage"],
+                        r["entry_price"],
+                        r["tp"],
+                        r["sl"],
                     )
-                )
-            await conn.executemany(
-                "INSERT INTO paper_orders (client_ref, account, action, pair_index, side, collateral_usdc, "
-                "leverage, price, fee_usdc, usdc_sent, pnl_usdc, position_ref, status, reason) "
-                "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
-                rows,
-            )
+                    for r in await conn.fetch(
+                        "SELECT * FROM paper_positions WHERE position_ref = ANY($1::text[]) AND status = 'open' "
+                        "ORDER BY position_ref FOR UPDATE",
+                        refs,
+                    )
+                }
+                results = [self._execute(order, book) for order in orders]
+                await self._write(conn, orders, results, book)
         return results
 
-    async def _execute(self, conn: asyncpg.Connection, order: VenueOrder) -> VenueResult:
+    async def _write(
+        self,
+        conn: asyncpg.Connection,
+        orders: list[VenueOrder],
+        results: list[VenueResult],
+        book: dict[str, _Held],
+    ) -> None:
+        new = [h for h in book.values() if h.new]
+        changed = [h for h in book.values() if h.changed and not h.new]
+        await conn.execute(
+            """
+            WITH opened AS (
+                INSERT INTO paper_positions (position_ref, account, pair_index, side, collateral_usdc, leverage,
+                    entry_price, tp, sl, status)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::bigint[],
+                    $6::numeric[], $7::numeric[], $8::numeric[], $9::numeric[], $10::text[])
+            ), moved AS (
+                UPDATE paper_positions p SET collateral_usdc = c.collateral, status = c.status, tp = c.tp, sl = c.sl
+                FROM unnest($11::text[], $12::bigint[], $13::text[], $14::numeric[], $15::numeric[])
+                     AS c(ref, collateral, status, tp, sl)
+                WHERE p.position_ref = c.ref
+            )
+            INSERT INTO paper_orders (client_ref, account, action, pair_index, side, collateral_usdc, leverage,
+                price, fee_usdc, usdc_sent, pnl_usdc, position_ref, status, reason)
+            SELECT * FROM unnest($16::text[], $17::text[], $18::text[], $19::integer[], $20::text[], $21::bigint[],
+                $22::numeric[], $23::numeric[], $24::bigint[], $25::bigint[], $26::bigint[], $27::text[],
+                $28::text[], $29::text[])
+            """,
+            *_columns(
+                [
+                    (
+                        h.ref,
+                        h.account,
+                        h.pair_index,
+                        h.side,
+                        h.collateral_usdc,
+                        h.leverage,
+                        h.entry_price,
+                        h.tp,
+                        h.sl,
+                        h.status,
+                    )
+                    for h in new
+                ],
+                10,
+            ),
+            *_columns([(h.ref, h.collateral_usdc, h.status, h.tp, h.sl) for h in changed], 5),
+            *_columns(
+                [
+                    (
+                        o.client_ref,
+                        o.account,
+                        o.action.value,
+                        o.pair_index,
+                        o.side.value if o.side else None,
+                        r.collateral_usdc,
+                        o.leverage,
+                        r.price,
+                        r.fee_usdc,
+                        r.usdc_sent,
+                        r.pnl_usdc,
+                        r.position_ref,
+                        r.status.value,
+                        r.reason,
+                    )
+                    for o, r in zip(orders, results, strict=True)
+                ],
+                14,
+            ),
+        )
+
+    def _execute(self, order: VenueOrder, book: dict[str, _Held]) -> VenueResult:
+        """One order against the batch's book (in memory; written back by `submit_many`)."""
         reject = lambda reason: VenueResult(order.client_ref, OrderStatus.REJECTED, reason=reason)  # noqa: E731
         if self._rejects(order.client_ref):
             return reject("venue rejected the order")
@@ -99,9 +195,7 @@ class PaperVenue:
             fee = open_fee(collateral, to_e10(order.leverage), pair.open_fee_ppm)
             if collateral - fee <= 0:
                 return reject("below venue minimum")
-            await conn.execute(
-                "INSERT INTO paper_positions (position_ref, account, pair_index, side, collateral_usdc, "
-                "leverage, entry_price, tp, sl) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+            book[order.client_ref] = _Held(
                 order.client_ref,
                 order.account,
                 order.pair_index,
@@ -111,6 +205,7 @@ class PaperVenue:
                 price,
                 order.tp,
                 order.sl,
+                new=True,
             )
             return VenueResult(
                 order.client_ref,
@@ -120,42 +215,32 @@ class PaperVenue:
                 fee,
                 position_ref=order.client_ref,
             )
-        pos = await conn.fetchrow(
-            "SELECT * FROM paper_positions WHERE position_ref = $1 AND account = $2 AND status = 'open' FOR UPDATE",
-            order.position_ref,
-            order.account,
-        )
-        if pos is None:
+        held = book.get(order.position_ref or "")
+        if held is None or held.status != "open" or held.account != order.account:
             return reject("no such open position")
         if order.action is CopyAction.UPDATE_TP_SL:
-            await conn.execute(
-                "UPDATE paper_positions SET tp = coalesce($2, tp), sl = coalesce($3, sl) WHERE position_ref = $1",
-                order.position_ref,
-                order.tp,
-                order.sl,
-            )
+            held.tp = order.tp if order.tp is not None else held.tp
+            held.sl = order.sl if order.sl is not None else held.sl
+            held.changed = True
             return VenueResult(order.client_ref, OrderStatus.FILLED, position_ref=order.position_ref)
-        side = Side(pos["side"])
+        side = Side(held.side)
         price = self._fill_price(order.pair_index, side is Side.SHORT)  # closing a long sells
         if price is None:
             return reject("no price")
-        amount = min(order.collateral_usdc, pos["collateral_usdc"])
+        amount = min(order.collateral_usdc, held.collateral_usdc)
         out = close_outcome(
             amount,
-            to_e10(pos["leverage"]),
-            to_e10(pos["entry_price"]),
+            to_e10(held.leverage),
+            to_e10(held.entry_price),
             to_e10(price),
             side,
             close_fee_ppm=pair.close_fee_ppm,
             max_gain_pct=pair.max_gain_pct,
         )
-        remaining = pos["collateral_usdc"] - amount
-        await conn.execute(
-            "UPDATE paper_positions SET collateral_usdc = $2, status = $3 WHERE position_ref = $1",
-            order.position_ref,
-            remaining if not out.liquidated else 0,
-            "open" if remaining > 0 and not out.liquidated else "closed",
-        )
+        remaining = held.collateral_usdc - amount
+        held.collateral_usdc = remaining if not out.liquidated else 0
+        held.status = "open" if remaining > 0 and not out.liquidated else "closed"
+        held.changed = True
         return VenueResult(
             order.client_ref,
             OrderStatus.FILLED,

@@ -73,12 +73,12 @@ async def crash_run(
     *,
     expected_intents: int,
     kills: int,
-    kill_window_s: tuple[float, float] = (0.05, 0.45),
+    kill_window_s: tuple[float, float] = (0.0, 0.05),
     before_publish: Callable[[TradeEvent], None] | None = None,
 ) -> CrashRun:
-    """Publish each event, then (while kills are left) SIGKILL one of the two engines that is
-    working at a random moment and start it again (the next event is published while it starts:
-    the other engine carries on). Returns once every intent is final."""
+    """Publish each event and (while kills are left) SIGKILL the engine that took it, a random
+    moment into its fan-out, then start it again (the other engine carries on meanwhile).
+    Returns once every intent is final."""
     rng = random.Random(42)
     run = CrashRun()
     redis = connect(env["REDIS_URL"])
@@ -90,19 +90,26 @@ async def crash_run(
             for ev in events:
                 if before_publish is not None:
                     before_publish(ev)
-                await bus.publish(ev.to_record())
+                msg_id = await bus.publish(ev.to_record())
                 if run.kills >= kills:
                     continue
+                owner = await taken_by(redis, stream, msg_id)
+                k = next((n for n, e in enumerate(engines) if owner == e.pid), None)
+                if k is None:  # already done: kill whichever works, all the same
+                    await until(lambda: _some(procs.ready(e) for e in engines), "an engine", stall_s=120)
+                    k = rng.choice([n for n, e in enumerate(engines) if procs.ready(e)])
+                else:
+                    await fan_out_under_way(pool, ev.event_id)
                 await asyncio.sleep(rng.uniform(*kill_window_s))
-                await until(
-                    lambda: _some(procs.ready(e) for e in engines), "an engine consuming", stall_s=120
-                )
-                k = rng.choice([n for n, e in enumerate(engines) if procs.ready(e)])
                 procs.kill(engines[k])
                 run.kills += 1
-                # Did the kill interrupt a fan-out (this event's or an earlier one being recovered)?
-                unfinished = await pool.fetchval(f"SELECT count(*) FROM copy_intents WHERE NOT ({FINAL})")
-                run.cut_mid_fanout += unfinished > 0
+                # Did the kill cut this event's fan-out short?
+                run.cut_mid_fanout += bool(
+                    await pool.fetchval(
+                        f"SELECT count(*) FROM copy_intents WHERE leader_event_id = $1 AND NOT ({FINAL})",
+                        ev.event_id,
+                    )
+                )
                 engines[k] = procs.start()
 
             def alive() -> None:
@@ -120,6 +127,38 @@ async def crash_run(
     print(f"kills: {run.kills}, inside a fan-out: {run.cut_mid_fanout}, outcomes:")
     print([tuple(r.values()) for r in outcomes])
     return run
+
+
+async def fan_out_under_way(pool: asyncpg.Pool, event_id: str, timeout_s: float = 10) -> None:
+    """Until some of the event's intents are written and not all are final (or it is over)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        row = await pool.fetchrow(
+            f"SELECT count(*) AS n, count(*) FILTER (WHERE {FINAL}) AS done FROM copy_intents WHERE leader_event_id = $1",
+            event_id,
+        )
+        if row["n"] and (row["done"] or row["n"] > 40):
+            return
+        await asyncio.sleep(0.005)
+
+
+async def taken_by(redis: object, stream: str, msg_id: str, group: str = "engines") -> int | None:
+    """The pid of the engine holding this message (consumer names end with it), once one has
+    read it; None if it was acked before we looked."""
+    for _ in range(500):
+        pending = await redis.xpending_range(stream, group, min=msg_id, max=msg_id, count=1)  # type: ignore[attr-defined]
+        if pending:
+            return int(str(pending[0]["consumer"]).rsplit("-", 1)[1])
+        info = await redis.xinfo_groups(stream)  # type: ignore[attr-defined]
+        delivered = next((g["last-delivered-id"] for g in info if g["name"] == group), "0-0")
+        if _after_or_at(delivered, msg_id):
+            return None  # read and already acked
+        await asyncio.sleep(0.005)
+    return None
+
+
+def _after_or_at(a: str, b: str) -> bool:
+    return tuple(int(x) for x in a.split("-")) >= tuple(int(x) for x in b.split("-"))
 
 
 async def paper_crashes(
@@ -142,7 +181,7 @@ async def paper_crashes(
         stream,
         tmp_path / "engines.log",
         events,
-        ["--paper-latency-ms", "20"],
+        ["--paper-latency-ms", "40"],
         expected_intents=followers * len(events),
         kills=kills,
     )

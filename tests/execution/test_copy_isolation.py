@@ -102,8 +102,8 @@ class FaultyVenue(PaperVenue):
     poison: str = ""
     breaks: str = "venue"  # venue | books
 
-    async def _execute(self, conn: asyncpg.Connection, order: VenueOrder) -> VenueResult:
-        result = await super()._execute(conn, order)
+    def _execute(self, order: VenueOrder, book: dict) -> VenueResult:  # type: ignore[type-arg]
+        result = super()._execute(order, book)
         if order.account == self.poison and order.action != "open" and self.breaks == "venue":
             return VenueResult(order.client_ref, result.status, result.price, usdc_sent=2**63)
         return result

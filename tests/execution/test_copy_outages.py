@@ -206,8 +206,20 @@ async def retrying_execute(procs: Engines, redis_url: str, stream: str) -> objec
 async def test_execute_and_reconcile_stop_within_5s_mid_retry(
     migrated_pool: asyncpg.Pool, empty_db_url: str, redis_server_url: str, stream_name: str, tmp_path: Path
 ) -> None:
-    """Side by side (one start-up wait for both): execute gets SIGTERM, reconcile SIGINT."""
+    """Side by side (one start-up wait for both): execute gets SIGTERM, reconcile SIGINT. The
+    reconciled profile follows no one: a profile with a copy in flight is skipped for the round."""
+    from execution.copy.profiles import ensure_profile
+
     await add_followers(migrated_pool, 1, wallets=["0x" + "11" * 20])
+    async with migrated_pool.acquire() as conn:
+        await ensure_profile(
+            conn,
+            telegram_user_id=99,
+            name="idle",
+            venue="onchain",
+            equity_usdc=10**9,
+            wallet_address="0x" + "22" * 20,
+        )
     env = onchain_env(empty_db_url, redis_server_url, tmp_path / "home")
     with (
         Engines(env, tmp_path / "engine.log", stream_name, "--venue", "onchain") as engines,
