@@ -83,6 +83,15 @@ class Settings(BaseSettings):
     # Our delegate's private key: followers `setDelegate` to its address; it trades, never withdraws.
     copy_delegate_key: SecretStr | None = None
 
+    # Telegram: the Bot API server (a local one in tests), the admins allowed /kill and /health
+    # (comma-separated user ids), commands per user per minute, and the notices' sending pace,
+    # kept under Telegram's limits (about 30 messages/s overall, 1 per second per chat).
+    telegram_api_base_url: str = "https://api.telegram.org/bot"
+    telegram_admin_ids: str = ""
+    telegram_commands_per_minute: int = Field(30, gt=0)
+    telegram_max_msgs_per_s: float = Field(25, gt=0, le=30)
+    telegram_chat_interval_s: float = Field(1.1, ge=1)
+
     # Real data files that ship beside the project (read in place, never copied in).
     shared_data_dir: Path = SHARED_DATA_DEFAULT
 
@@ -106,6 +115,21 @@ class Settings(BaseSettings):
         for item in filter(None, (v.strip() for v in value.split(","))):
             if not (item.startswith("0x") and len(item) == 42 and all(c in _HEX for c in item[2:])):
                 raise ValueError(f"not a 0x-prefixed 20-byte address: {item!r}")
+        return value
+
+    @field_validator("telegram_admin_ids")
+    @classmethod
+    def _admin_ids_are_integers(cls, value: str) -> str:
+        for item in filter(None, (v.strip() for v in value.split(","))):
+            if not item.lstrip("-").isdigit():
+                raise ValueError(f"not a Telegram user id: {item!r} (comma-separated integers)")
+        return value
+
+    @field_validator("telegram_api_base_url")
+    @classmethod
+    def _base_url_is_http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://api.telegram.org/bot")
         return value
 
     @field_validator("copy_delegate_key")
@@ -141,6 +165,10 @@ class Settings(BaseSettings):
     @property
     def pyth_price_feed_ids(self) -> dict[str, str]:
         return json.loads(self.pyth_price_feed_ids_json)
+
+    @property
+    def telegram_admins(self) -> frozenset[int]:
+        return frozenset(int(v) for v in self.telegram_admin_ids.split(",") if v.strip())
 
     def secret_values(self) -> list[str]:
         """Every secret in force, so the log filter can mask them wherever they appear."""
