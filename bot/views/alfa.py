@@ -57,8 +57,11 @@ def _row(r: LeaderboardRow) -> str:
     warning = too_short(r.min_trl_days, r.psr, WINDOW_DAYS)
     if warning:
         line += f"\n    {warning}"
-    if r.flagged:
-        line += "\n    🚩 Flagged by the anomaly model: see the card."
+    if r.flags:
+        named = ", ".join(flag.replace("_", " ") for flag in r.flags)
+        line += f"\n    🚩 Flagged ({esc(named)}): see the card for why."
+    elif r.anomaly:
+        line += "\n    🚩 Unusual record for the anomaly model: see the card."
     return line
 
 
@@ -94,7 +97,7 @@ def leaderboard_keyboard(page: LeaderboardPage) -> Keyboard:
 
 
 def card_caption(card: TraderCard) -> str:
-    rank = f"#{card.rank} by AI score" if card.rank else "not scored"
+    rank = f"#{card.rank} on the AI leaderboard" if card.rank is not None else "not eligible to lead"
     return f"<b>{esc(short(card.trader))}</b> · {rank} · cumulative realized PnL"
 
 
@@ -104,10 +107,17 @@ def _hours(seconds: float | None) -> str:
 
 def card(card: TraderCard) -> str:
     lines = [f"<b>Trader</b> <code>{esc(card.trader)}</code>"]
-    # The card's rank counts every trader scored; the leaderboard's, only eligible leaders.
-    rank = f"#{card.rank} of all traders scored" if card.rank else "not scored"
+    # The leaderboard ranks eligible leaders only; the analyzer ranks every trader it scored.
+    place = (
+        f"#{card.rank} on the AI leaderboard"
+        if card.rank is not None
+        else "not on the leaderboard (not eligible to lead)"
+    )
     score = "n/a" if card.score is None else f"{card.score:.2f}"
-    lines.append(f"{rank} · AI score {score} · archetype: {esc(card.archetype or 'unknown')}")
+    lines.append(
+        f"{place} · #{card.analyzer_rank} of all traders scored · AI score {score} · "
+        f"archetype: {esc(card.archetype or 'unknown')}"
+    )
     s = card.stats
     record_days = float(s.window_days) if s else 0.0
     if s is None:

@@ -202,6 +202,7 @@ async def test_a_follower_from_start_to_stop(served: Served, redis_server_url: s
             width, height = struct.unpack(">II", chart.photo[16:24])
             assert (width, height) == (800, 400)
             assert leader.lower() in card.plain.lower() and "Next 7 days" in card.plain
+            assert "#1 on the AI leaderboard" in card.plain and "of all traders scored" in card.plain
 
             # /alpha: the regime per pair with its chart, then the opportunities.
             fake.send_text(ANN, "/alpha")
