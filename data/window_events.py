@@ -252,7 +252,10 @@ async def _text_read(conn: asyncpg.Connection, start: int, as_of: int) -> pl.Dat
     if not payload:
         return pl.DataFrame(schema=LEDGER_SCHEMA)
     frame = pl.read_csv(
-        bytes(payload), has_header=False, new_columns=list(LEDGER_SCHEMA), schema_overrides={"price_ok": pl.Int8}
+        bytes(payload),
+        has_header=False,
+        new_columns=list(LEDGER_SCHEMA),
+        schema_overrides={"price_ok": pl.Int8},
     )
     return frame.select(
         pl.col(c).cast(pl.Boolean if c == "price_ok" else t) for c, t in LEDGER_SCHEMA.items()
