@@ -18,26 +18,36 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import TYPE_CHECKING
 
 import polars as pl
 
 from data.events import TradeEvent
 from infra.logs import log_fields
-from infra.metrics import counter
 from research.ledger import LedgerError, Position, PositionLedger, RealizedClose
 from research.stats import DAY, Eligibility, closes_frame, trader_stats
 
 if TYPE_CHECKING:  # `vanta stats` needs neither Redis nor the reconnect loop: not imported for it
     import asyncpg
+    from prometheus_client import Counter
 
     from infra.bus import StreamBus
 
 log = logging.getLogger("vanta.tracker")
-EVENTS_APPLIED = counter("vanta_tracker_events_applied_total", "Events applied to the ledger")
-EVENTS_REFUSED = counter(
-    "vanta_tracker_events_refused_total", "Events the ledger refused (logged with the reason)"
-)
+
+
+@cache
+def _counters() -> tuple[Counter, Counter]:
+    """(events applied, events refused): registered when a tracker first counts, so `vanta stats`
+    does not import the Prometheus client (a tenth of a second) for counters it never uses."""
+    from infra.metrics import counter
+
+    return (
+        counter("vanta_tracker_events_applied_total", "Events applied to the ledger"),
+        counter("vanta_tracker_events_refused_total", "Events the ledger refused (logged with the reason)"),
+    )
+
 
 STATS_COLUMNS = (
     "trader",
@@ -179,7 +189,7 @@ class Tracker:
         try:
             closed = self.ledger.apply(event)
         except LedgerError as exc:
-            EVENTS_REFUSED.inc()
+            _counters()[1].inc()
             log.warning(
                 "event refused by the ledger", extra=log_fields(event_id=event.event_id, reason=str(exc))
             )
@@ -187,7 +197,7 @@ class Tracker:
         if closed is not None:
             self.closes.append(closed)
         self._dirty_positions.add(event.position_key)
-        EVENTS_APPLIED.inc()
+        _counters()[0].inc()
         return True
 
     def stats(self, as_of: int) -> pl.DataFrame:
@@ -252,7 +262,7 @@ class Tracker:
                 try:
                     self.apply(TradeEvent.from_record(m.payload))
                 except (KeyError, TypeError, ValueError) as exc:
-                    EVENTS_REFUSED.inc()
+                    _counters()[1].inc()
                     log.error(
                         "malformed event on the stream", extra=log_fields(message_id=m.id, reason=str(exc))
                     )
