@@ -40,7 +40,7 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
 }
 EVENT_COLUMNS = list(EVENT_SCHEMA)
 
-# What a ledger needs of each event to realize closes, as columns (`data.store.load_ledger_frame`,
+# What a ledger needs of each event to realize closes, as columns (`data.window_events`,
 # `research.ledger_columnar`): decimals as their exact text, leverage also in 1e-10 units.
 LEDGER_SCHEMA: dict[str, pl.DataType] = {
     "event_id": pl.Utf8(),

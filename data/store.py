@@ -11,7 +11,6 @@ for good: the next sweep (every ingest command starts and ends with one) publish
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,11 +20,9 @@ from enum import StrEnum
 from typing import Any
 
 import asyncpg
-import polars as pl
 import redis.asyncio as aioredis
 
-from data.event_frames import LEDGER_SCHEMA
-from data.events import CLOSING_KINDS, EventKind, TradeEvent
+from data.events import EventKind, TradeEvent
 from infra.bus import EVENTS_STREAM, StreamBus
 
 _COLUMNS = (
@@ -316,58 +313,6 @@ async def load_events(conn: asyncpg.Connection, *, trader: str | None = None) ->
         args.append(trader.lower())
     query += f" ORDER BY ts, {_RANK_SQL}, event_id"
     return [TradeEvent.from_record(json.loads(r["raw"])) for r in await conn.fetch(query, *args)]
-
-
-_LEDGER_SELECT = """
-SELECT t.event_id, t.trader, t.pair_index, t.trade_index::bigint, t.kind, t.side,
-       floor(date_part('epoch', t.ts))::bigint AS ts, t.open_ts, t.collateral_usdc,
-       CASE WHEN t.leverage >= 100000000 THEN t.leverage::text END AS leverage,
-       CASE WHEN t.leverage < 100000000 THEN (t.leverage * 10000000000)::bigint END AS leverage_e10,
-       (t.price > 0)::int AS price_ok, t.size_closed_usdc, t.open_fee_usdc, t.close_fee_usdc,
-       t.rollover_fee_usdc, t.usdc_sent
-FROM trade_events t
-"""
-
-
-async def load_ledger_frame(conn: asyncpg.Connection, *, start: int, as_of: int) -> pl.DataFrame:
-    """The events a ledger needs to realize every close in (start, as_of], as columns
-    (`LEDGER_SCHEMA`, in no particular order): every event up to `as_of` of the positions that
-    close in the window, their opens and earlier closes included whenever they happened.
-    Streamed with COPY as CSV and read by polars: no Python object per event."""
-    closing = ", ".join(f"'{k.value}'" for k in CLOSING_KINDS)
-    query = f"""{_LEDGER_SELECT}
-        WHERE t.ts <= to_timestamp({int(as_of)}) AND t.position_key IN (
-            SELECT position_key FROM trade_events
-            WHERE ts > to_timestamp({int(start)}) AND ts <= to_timestamp({int(as_of)}) AND kind IN ({closing}))"""
-    buffer = io.BytesIO()
-    async with conn.transaction():
-        # The hash of the window's positions spilled to disk in 16 batches with the default 4 MB.
-        await conn.execute("SET LOCAL work_mem = '256MB'")
-        await conn.copy_from_query(query, output=buffer, format="csv", header=True)
-    buffer.seek(0)
-    frame = pl.read_csv(buffer, schema={**LEDGER_SCHEMA, "price_ok": pl.Int8()})  # CSV says t/f
-    return frame.with_columns(
-        pl.col("price_ok").cast(pl.Boolean),
-        # Leverage below 1e8 travels as its exact 1e-10 integer only; the text is for the rest.
-        leverage=pl.coalesce(
-            pl.col("leverage"),
-            pl.concat_str(
-                (pl.col("leverage_e10") // 10**10).cast(pl.Utf8),
-                pl.lit("."),
-                (pl.col("leverage_e10") % 10**10).cast(pl.Utf8).str.zfill(10),
-            ),
-        ),
-    )
-
-
-async def latest_activity(conn: asyncpg.Connection) -> tuple[int | None, int | None]:
-    """(epoch seconds of the latest close, of the latest event); None when there is none."""
-    closing = ", ".join(f"'{k.value}'" for k in CLOSING_KINDS)
-    row = await conn.fetchrow(
-        f"""SELECT extract(epoch FROM max(ts) FILTER (WHERE kind IN ({closing})))::bigint AS close,
-                   extract(epoch FROM max(ts))::bigint AS event FROM trade_events"""
-    )
-    return row["close"], row["event"]
 
 
 async def publish_events(

@@ -18,24 +18,36 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
+from typing import TYPE_CHECKING
 
-import asyncpg
 import polars as pl
 
 from data.events import TradeEvent
-from data.store import load_events
-from infra.bus import StreamBus
 from infra.logs import log_fields
-from infra.metrics import counter
-from infra.reconnect import Stopped, with_reconnect
 from research.ledger import LedgerError, Position, PositionLedger, RealizedClose
 from research.stats import DAY, Eligibility, closes_frame, trader_stats
 
+if TYPE_CHECKING:  # `vanta stats` needs neither Redis nor the reconnect loop: not imported for it
+    import asyncpg
+    from prometheus_client import Counter
+
+    from infra.bus import StreamBus
+
 log = logging.getLogger("vanta.tracker")
-EVENTS_APPLIED = counter("vanta_tracker_events_applied_total", "Events applied to the ledger")
-EVENTS_REFUSED = counter(
-    "vanta_tracker_events_refused_total", "Events the ledger refused (logged with the reason)"
-)
+
+
+@cache
+def _counters() -> tuple[Counter, Counter]:
+    """(events applied, events refused): registered when a tracker first counts, so `vanta stats`
+    does not import the Prometheus client (a tenth of a second) for counters it never uses."""
+    from infra.metrics import counter
+
+    return (
+        counter("vanta_tracker_events_applied_total", "Events applied to the ledger"),
+        counter("vanta_tracker_events_refused_total", "Events the ledger refused (logged with the reason)"),
+    )
+
 
 STATS_COLUMNS = (
     "trader",
@@ -177,7 +189,7 @@ class Tracker:
         try:
             closed = self.ledger.apply(event)
         except LedgerError as exc:
-            EVENTS_REFUSED.inc()
+            _counters()[1].inc()
             log.warning(
                 "event refused by the ledger", extra=log_fields(event_id=event.event_id, reason=str(exc))
             )
@@ -185,7 +197,7 @@ class Tracker:
         if closed is not None:
             self.closes.append(closed)
         self._dirty_positions.add(event.position_key)
-        EVENTS_APPLIED.inc()
+        _counters()[0].inc()
         return True
 
     def stats(self, as_of: int) -> pl.DataFrame:
@@ -206,6 +218,8 @@ class Tracker:
 
     async def load_history(self) -> int:
         """Start from everything already in `trade_events`, so the stream only adds what is new."""
+        from data.store import load_events
+
         async with self.pool.acquire() as conn:
             events = await load_events(conn)
         return sum(self.apply(e) for e in events)
@@ -227,6 +241,8 @@ class Tracker:
         succeeds, so nothing is lost, and nothing counts twice (the ledger skips event ids it has
         seen). `stop` ends the wait for a server too.
         """
+        from infra.reconnect import Stopped, with_reconnect
+
         consumer = consumer or f"tracker-{socket.gethostname()}-{id(self)}"
         stop = stop or asyncio.Event()
         pending_acks: list[str] = []
@@ -246,7 +262,7 @@ class Tracker:
                 try:
                     self.apply(TradeEvent.from_record(m.payload))
                 except (KeyError, TypeError, ValueError) as exc:
-                    EVENTS_REFUSED.inc()
+                    _counters()[1].inc()
                     log.error(
                         "malformed event on the stream", extra=log_fields(message_id=m.id, reason=str(exc))
                     )
@@ -290,8 +306,8 @@ async def window_stats(
     tracker's ledger computes. Without `as_of`: now, or the latest event when nothing closed in
     the window up to now (a replayed history, the demo's simulation). Written to `trader_stats`
     unless `write` is false."""
-    from data.store import latest_activity, load_ledger_frame
-    from research.ledger_columnar import realized_closes
+    from data.window_events import latest_activity, load_window_events, window_snapshot, with_event_ids
+    from research.ledger_columnar import TiedEvents, realized_closes
 
     async with pool.acquire() as conn:
         reason = "given"
@@ -301,8 +317,16 @@ async def window_stats(
             as_of, reason = now, "now"
             if last_event is not None and (last_close is None or last_close <= now - window_days * DAY):
                 as_of, reason = min(last_event, now), "latest event"
-        events = await load_ledger_frame(conn, start=as_of - window_days * DAY, as_of=as_of)
-        closes = realized_closes(events)
+        start = as_of - window_days * DAY
+        async with window_snapshot(conn):
+            events = await load_window_events(conn, start=start, as_of=as_of)
+            try:
+                closes = realized_closes(events)
+            except TiedEvents as tie:  # rare: events only their ids can order
+                named = await with_event_ids(conn, events, tie.rows)
+                if named is None:
+                    named = await load_window_events(conn, start=start, as_of=as_of, exact_ids=True)
+                closes = realized_closes(named)
         frame = trader_stats(closes, as_of=as_of, window_days=window_days, eligibility=eligibility)
         if write:
             await write_stats(conn, frame, window_days)

@@ -3,7 +3,6 @@ sub-commands through the `vanta.cli` entry-point group, so infra never imports u
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -48,6 +47,8 @@ async def _on_one_connection(work: Callable[[asyncpg.Connection], Awaitable[T]])
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Apply the numbered SQL migrations not yet applied (idempotent)."""
+    import asyncio
+
     from infra import db
 
     applied = asyncio.run(_on_one_connection(db.migrate))
@@ -57,6 +58,8 @@ def db_migrate() -> None:
 @db_app.command("status")
 def db_status(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Migrations applied, tables and views."""
+    import asyncio
+
     from infra import db
 
     result = asyncio.run(_on_one_connection(db.status))
@@ -100,6 +103,8 @@ def services_status(as_json: bool = typer.Option(False, "--json", help="print JS
 def db_check(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Run every consistency check the layers register (`vanta.check` entry points: `async def
     run(conn) -> {"name", "ok", "count", "detail"}`); exit 1 if any fails."""
+    import asyncio
+
     results = asyncio.run(_on_one_connection(run_checks))
     if as_json:
         emit_json({"ok": all(r["ok"] for r in results), "checks": results})
@@ -146,16 +151,24 @@ def _register_plugins() -> None:
         register(app)
 
 
+def _stopped_by_signal(exc: BaseException) -> bool:
+    """A KeyboardInterrupt or asyncio cancellation that a SIGINT/SIGTERM caused. Looked up in
+    `sys.modules`: a command that never imported asyncio or `infra.runtime` (`pnl fifo`) should
+    not pay for importing them at start (redis alone costs a tenth of a second)."""
+    runtime = sys.modules.get("infra.runtime")
+    if runtime is None or not runtime.stop_requested.is_set():
+        return False
+    cancelled = getattr(sys.modules.get("asyncio"), "CancelledError", KeyboardInterrupt)
+    return isinstance(exc, (KeyboardInterrupt, cancelled))
+
+
 def main() -> None:
     """The `vanta` entry point. Failures the user can act on end in one line on stderr: bad
     settings (exit 2), a server that cannot be reached or went away mid-run, or any other
     `UserFacingError` (exit 1).
     A service stopped by SIGINT/SIGTERM exits 0 even if it had to be cancelled mid-step."""
-    import asyncio
-
     from infra.errors import UserFacingError
     from infra.logs import SecretMasker, configure_logging
-    from infra.runtime import stop_requested
 
     try:
         settings = get_settings()
@@ -169,11 +182,11 @@ def main() -> None:
     except UserFacingError as exc:
         typer.echo(f"vanta: {SecretMasker(settings.secret_values())(str(exc))}", err=True)
         sys.exit(exc.exit_code)
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        if stop_requested.is_set():
+    except BaseException as exc:
+        if _stopped_by_signal(exc):
             sys.exit(0)
-        raise
-    except Exception as exc:
+        if not isinstance(exc, Exception):  # SystemExit, KeyboardInterrupt, a cancellation
+            raise
         from infra.reconnect import describe, is_transient
 
         if not is_transient(exc):
@@ -193,6 +206,8 @@ def demo(as_json: bool = typer.Option(False, "--json", help="print every figure 
     in name order. A step's `summary` (lines) and `table` ({"title", "columns", "rows"}) are
     what a person reads; `--json` prints every step's whole dict.
     """
+    import asyncio
+
     from rich.console import Console
     from rich.table import Table
 
@@ -241,6 +256,7 @@ def demo(as_json: bool = typer.Option(False, "--json", help="print every figure 
 @app.command("bench")
 def bench(only: str = typer.Option("", help="comma-separated benchmark names to run")) -> None:
     """Run the benchmarks every layer registers (`vanta.bench` entry points) and print JSON figures."""
+    import asyncio
     import platform
     import time
 

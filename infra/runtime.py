@@ -11,15 +11,16 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import asyncpg
-import redis.asyncio as aioredis
-import redis.exceptions as redis_errors
-
-from infra import bus, db, embedded
+from infra import db, embedded
 from infra.errors import Unreachable
 from infra.logs import log_fields, mask_url
 from infra.settings import Settings
+
+if TYPE_CHECKING:  # Redis is imported when a command asks for it (`vanta stats` does not)
+    import asyncpg
+    import redis.asyncio as aioredis
 
 log = logging.getLogger("vanta.runtime")
 
@@ -59,12 +60,18 @@ async def open_services(
     database_url = embedded.database_url(settings)
     pool = await db.create_pool(database_url)
     redis_url = embedded.redis_url(settings) if with_redis else None
-    client = bus.connect(redis_url) if redis_url else None
+    client = None
+    if redis_url:
+        from infra import bus
+
+        client = bus.connect(redis_url)
     try:
         if migrate:
             async with pool.acquire() as conn:
                 await db.migrate(conn)
         if client is not None:
+            import redis.exceptions as redis_errors
+
             assert redis_url is not None
             try:
                 await client.ping()

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import IO
 
-import numpy as np
 import polars as pl
 
 QTY_DECIMALS = 8
@@ -107,6 +106,8 @@ class FifoLedger:
         Runs the compiled matcher when the integers fit 64 bits, the Python loop otherwise; the
         books come out the same either way.
         """
+        import numpy as np
+
         from research import fifo_kernel as k
 
         qty = fills["qty"].to_numpy()

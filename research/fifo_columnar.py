@@ -46,6 +46,8 @@ _INT64_SAFE = 2**62
 
 def _decode_lines(data: bytes, errors: list[tuple[int, str]]) -> bytes:
     """Blank out each line that is not UTF-8 (reported by number), keeping the line count."""
+    if data.isascii():  # the usual file, checked at memory speed: ASCII is UTF-8
+        return data
     try:
         data.decode("utf-8")
         return data
@@ -63,18 +65,40 @@ def _decode_lines(data: bytes, errors: list[tuple[int, str]]) -> bytes:
     return b"\n".join(lines)
 
 
-def _amount(col: str, decimals: int) -> tuple[pl.Expr, pl.Expr]:
-    """(well-formed, scaled integer) for a plain decimal `123.456` that fits 64 bits once
-    scaled: native integer casts of the two parts, no regular expression per row."""
-    parts = pl.col(col).str.split_exact(".", 1)
-    whole = parts.struct.field("field_0").cast(pl.Int64, strict=False)
-    frac = parts.struct.field("field_1")
-    frac_ok = frac.is_null() | (
-        (frac.str.len_bytes() <= decimals) & (frac.str.strip_chars("0123456789").str.len_bytes() == 0)
+def _amount_parts(col: str, decimals: int) -> dict[str, pl.Expr]:
+    """The two parts of a plain decimal such as `123.456` or `-0.5`: its digits without the
+    point as one native integer cast (which takes only an optional sign and ASCII digits), and
+    10 ** (decimals - digits after the point), null when there are more than `decimals`.
+    Exponents, spaces and the like give a null: the row parser accepts or names them."""
+    text = pl.col(col)
+    after_point = (text.str.len_bytes() - text.str.find(".", literal=True) - 1).fill_null(0)
+    scales = pl.Series([10 ** (decimals - k) for k in range(decimals + 1)] + [None], dtype=pl.Int64)
+    return {
+        f"_{col}_digits": text.str.replace(".", "", literal=True).cast(pl.Int64, strict=False),
+        f"_{col}_scale": pl.lit(scales).gather(after_point.clip(upper_bound=decimals + 1)),
+    }
+
+
+def _amount(col: str) -> tuple[pl.Expr, pl.Expr]:
+    """(well-formed, scaled integer) from `_amount_parts`' columns: well-formed when the scaled
+    value fits 64 bits with room for sums (|value| < 1e18). The sign is kept, so the caller's
+    range checks see it."""
+    digits, scale = pl.col(f"_{col}_digits"), pl.col(f"_{col}_scale")
+    well_formed = digits.is_not_null() & scale.is_not_null() & (digits.abs() < (10**18) // scale)
+    return well_formed, digits * scale
+
+
+def _names_ok(raw: pl.DataFrame, col: str) -> pl.Expr:
+    """True where the name needs no cleaning: 1..MAX_FIELD printable ASCII characters without
+    outer spaces. Checked once per distinct name (a file has few traders and pairs), not per row."""
+    names = raw.get_column(col).drop_nulls().unique().cast(pl.Utf8)
+    clean = names.str.len_bytes().is_between(1, MAX_FIELD) & names.str.contains(
+        r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$"
     )
-    well_formed = whole.is_between(0, 10 ** (18 - decimals) - 1) & frac_ok
-    digits = frac.fill_null("").str.pad_end(decimals, "0").cast(pl.Int64, strict=False)
-    return well_formed, whole * 10**decimals + digits
+    bad = names.filter(~clean)
+    return pl.col(col).is_not_null() & (
+        ~pl.col(col).cast(pl.Utf8).is_in(bad.implode()) if len(bad) else pl.lit(True)
+    )
 
 
 def _frame_of(fills: list, lines: list[int]) -> pl.DataFrame:
@@ -116,64 +140,72 @@ def read_fills_csv(path: Path) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
     if b'"' in data:
         fills, row_errors = read_fills(io.StringIO(data.decode("utf-8")))
         return _frame_of(fills, list(range(len(fills)))), sorted(errors + row_errors)
+    lines = pl.scan_csv(
+        data,
+        infer_schema=False,
+        quote_char=None,
+        truncate_ragged_lines=True,
+        raise_if_empty=False,
+        row_index_name="__row",
+    )
     try:
-        raw = pl.read_csv(
-            data,
-            infer_schema=False,
-            quote_char=None,
-            truncate_ragged_lines=True,
-            raise_if_empty=False,
-            row_index_name="__row",
-        )
+        names = {c.strip(): c for c in lines.collect_schema().names() if c != "__row"}
     except pl.exceptions.PolarsError as exc:
         raise FillError(f"not a CSV file: {str(exc).splitlines()[0]}") from None
-    names = {c.strip(): c for c in raw.columns if c != "__row"}
     if not set(FILL_COLUMNS) <= set(names):
         raise FillError(f"header must contain {','.join(FILL_COLUMNS)}")
-    raw = raw.select(pl.col("__row"), *(pl.col(names[c]).alias(c) for c in FILL_COLUMNS))
-    raw = raw.filter(~pl.all_horizontal(pl.col(c).is_null() for c in FILL_COLUMNS))  # blank lines
-    qty_ok, qty = _amount("qty", QTY_DECIMALS)
-    price_ok, price = _amount("price", PRICE_DECIMALS)
-    fee_ok, fee = _amount("fee", FEE_DECIMALS)
+    raw = lines.select(pl.col("__row"), *(pl.col(names[c]).alias(c) for c in FILL_COLUMNS))
+    qty_ok, qty = _amount("qty")
+    price_ok, price = _amount("price")
+    fee_ok, fee = _amount("fee")
     ts = pl.col("ts").cast(pl.Int64, strict=False)  # whole epoch seconds; the rest, row by row
     # The fast path takes only what needs no cleaning: printable ASCII names without outer
     # spaces, lower-case sides, plain numbers. Anything else (spaces, ISO times, exponents,
     # upper case, non-ASCII) is for the row parser to accept or name.
-    name_ok = [
-        pl.col(c).str.len_bytes().is_between(1, MAX_FIELD)
-        & pl.col(c).str.contains(r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$")
-        for c in ("trader", "pair")
-    ]
-    checked = raw.with_columns(
-        _qty=qty,
-        _price=price,
-        _fee=fee,
-        _ts=ts,
-        _ok=(
-            qty_ok
-            & price_ok
-            & fee_ok
-            & ts.is_between(0, MAX_TS - 1)
-            & pl.col("side").is_in(["buy", "sell"])
-            & pl.all_horizontal(name_ok)
-        ).fill_null(False),
-    ).with_columns(_ok=pl.col("_ok") & (pl.col("_qty") > 0) & (pl.col("_price") > 0))
-    fast = (
-        checked.lazy()
-        .filter("_ok")
-        .select(
-            line=pl.col("__row").cast(pl.Int64) + 2,
-            trader="trader",
-            pair="pair",
-            ts="_ts",
-            qty=pl.when(pl.col("side") == "buy").then(pl.col("_qty")).otherwise(-pl.col("_qty")),
-            price="_price",
-            fee="_fee",
+    well_formed = (
+        qty_ok
+        & price_ok
+        & fee_ok
+        & ts.is_between(0, MAX_TS - 1)
+        & pl.col("side").is_in(["buy", "sell"])
+        & (qty > 0)
+        & (price > 0)
+        & (fee >= 0)
+    ).fill_null(False)
+    parts = {
+        **_amount_parts("qty", QTY_DECIMALS),
+        **_amount_parts("price", PRICE_DECIMALS),
+        **_amount_parts("fee", FEE_DECIMALS),
+    }
+    try:
+        # Streamed in batches: the text columns never exist for the whole file at once.
+        checked = (
+            raw.with_columns(**parts)
+            .select(
+                line=pl.col("__row").cast(pl.Int64) + 2,
+                # Few distinct names: dictionary codes, not a string per row.
+                trader=pl.col("trader").cast(pl.Categorical),
+                pair=pl.col("pair").cast(pl.Categorical),
+                ts=ts,
+                qty=pl.when(pl.col("side") == "buy").then(qty).otherwise(-qty),
+                price=price,
+                fee=fee,
+                _ok=well_formed,
+                _empty=pl.all_horizontal(pl.col(c).is_null() for c in FILL_COLUMNS),
+            )
+            .collect(engine="streaming")
         )
-        .collect()
-    )
+    except pl.exceptions.PolarsError as exc:
+        raise FillError(f"not a CSV file: {str(exc).splitlines()[0]}") from None
+    if checked.get_column("_empty").any():
+        checked = checked.filter(~_blank_lines(checked, data))
+    ok = checked.select(pl.col("_ok") & _names_ok(checked, "trader") & _names_ok(checked, "pair")).to_series()
+    checked = checked.drop("_empty")
+    if ok.all():
+        return _in_time_order(checked.drop("_ok")), sorted(errors)
+    fast = checked.filter(ok).drop("_ok")
     # Everything else, row by row through the reference parser: accepted, or named.
-    slow_rows = raw.filter(~checked["_ok"])
+    slow_rows = raw.filter(pl.col("__row").is_in((checked.filter(~ok)["line"] - 2).implode())).collect()
     slow, slow_lines = [], []
     for row in slow_rows.iter_rows(named=True):
         line = row.pop("__row") + 2
@@ -183,42 +215,73 @@ def read_fills_csv(path: Path) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
         except FillError as exc:
             errors.append((line, str(exc)))
     fills = pl.concat([fast, _frame_of(slow, slow_lines)], how="vertical_relaxed") if slow else fast
-    # Time order; fills in the same second keep their order in the file.
-    return fills.sort("ts", "line"), sorted(errors)
+    return _in_time_order(fills), sorted(errors)
+
+
+def _blank_lines(checked: pl.DataFrame, data: bytes) -> pl.Series:
+    """Which rows are blank lines (skipped, as the row reader skips them). polars gives a blank
+    line and a line of empty fields (`,,,,,,`, the row reader's "missing ...") the same nulls, so
+    the lines of those rows are looked at in the text."""
+    text = data.split(b"\n")
+    blank = [line for line in checked.filter("_empty")["line"] if not text[line - 1].strip(b"\r")]
+    return checked["line"].is_in(pl.Series(blank, dtype=pl.Int64).implode()) & checked["_empty"]
+
+
+def _in_time_order(fills: pl.DataFrame) -> pl.DataFrame:
+    """By time; fills in the same second keep their order in the file (most files are in time
+    order already: then there is nothing to sort)."""
+    if fills.get_column("ts").is_sorted() and fills.get_column("line").is_sorted():
+        return fills
+    return fills.sort("ts", "line")
 
 
 def fifo_books(fills: pl.DataFrame) -> pl.DataFrame:
     """Per (trader, pair): realized (before fees), fees, closed and open quantity, and the cost
     of the open lots; all exact integers in the units of `research.fifo`. `fills` must be in time
-    order with int64 qty (signed), price and fee."""
+    order with int64 qty (signed), price and fee.
+
+    One lazy query over a book number (the dictionary codes of trader and pair: exact, and an
+    integer to group on instead of two strings). Each fill's units are valued once at its price:
+    + what it closes (at the sign the position had), - what it opens, + what of it is still open
+    at the end (at the end position's sign), so realized = sum(units * price) in Int128."""
     i128 = pl.Int128
-    q, p = pl.col("qty"), pl.col("price").cast(i128)
-    book = ["trader", "pair"]
-    pos = q.cum_sum().over(book)
-    f = fills.with_columns(_pos=pos, _prev=pos - q)
+    q = pl.col("qty")
+    code = [pl.col(c).cast(pl.Categorical).to_physical().cast(pl.Int64) for c in ("trader", "pair")]
     crosses = (pl.col("_prev") != 0) & (pl.col("_prev").sign() != q.sign())
-    closing = pl.when(crosses).then(pl.min_horizontal(q.abs(), pl.col("_prev").abs())).otherwise(0)
-    f = f.with_columns(_close=closing).with_columns(_open=q.abs() - pl.col("_close"))
-    flow = (
-        pl.col("_prev").sign().cast(i128) * pl.col("_close").cast(i128) * p
-        - q.sign().cast(i128) * pl.col("_open").cast(i128) * p
+    units = q.sign() * -pl.col("_open") + pl.col("_prev").sign() * pl.col("_close")
+    books = (
+        fills.lazy()
+        .select("trader", "pair", "qty", "price", "fee", _book=code[0] * 2**32 + code[1])
+        .with_columns(_pos=q.cum_sum().over("_book"))
+        .with_columns(_prev=pl.col("_pos") - q, _end=pl.col("_pos").last().over("_book"))
+        .with_columns(
+            _close=pl.when(crosses).then(pl.min_horizontal(q.abs(), pl.col("_prev").abs())).otherwise(0)
+        )
+        .with_columns(_open=q.abs() - pl.col("_close"))
+        .with_columns(_later=pl.col("_open").cum_sum(reverse=True).over("_book") - pl.col("_open"))
+        .with_columns(
+            _left=pl.min_horizontal(pl.col("_open"), pl.col("_end").abs() - pl.col("_later")).clip(
+                lower_bound=0
+            )
+        )
+        .group_by("_book")
+        .agg(
+            pl.col("trader").first(),
+            pl.col("pair").first(),
+            realized=(
+                (units + pl.col("_end").sign() * pl.col("_left")).cast(i128) * pl.col("price").cast(i128)
+            ).sum(),
+            fees=pl.col("fee").cast(i128).sum(),
+            closed=pl.col("_close").sum(),
+            open_qty=pl.col("_end").first(),
+            open_cost=(pl.col("_left").cast(i128) * pl.col("price").cast(i128))
+            .filter(pl.col("_left") > 0)
+            .sum(),
+        )
+        .drop("_book")
+        .sort("trader", "pair")
     )
-    f = f.with_columns(
-        _flow=flow,
-        _end=pl.col("_pos").last().over(book),
-        _later=pl.col("_open").cum_sum(reverse=True).over(book) - pl.col("_open"),
-    ).with_columns(
-        _left=pl.min_horizontal(pl.col("_open"), pl.col("_end").abs() - pl.col("_later")).clip(lower_bound=0)
-    )
-    books = f.group_by(book).agg(
-        flow=pl.col("_flow").sum(),
-        fees=pl.col("fee").cast(i128).sum(),
-        closed=pl.col("_close").sum(),
-        open_qty=pl.col("_end").first(),
-        open_cost=(pl.col("_left").cast(i128) * p).sum(),
-    )
-    realized = pl.col("flow") + pl.col("open_qty").sign().cast(i128) * pl.col("open_cost")
-    return books.with_columns(realized=realized).drop("flow").sort(book)
+    return books.collect()
 
 
 def book_rows(books: pl.DataFrame) -> list[list[str]]:

@@ -30,6 +30,10 @@ BAD_ROWS = [
     (b"a,BTC,1704067200,buy,1,-100,0", "price must be positive"),
     (b"a,BTC,1704067200,buy,1,abc,0", "price is not a number: 'abc'"),
     (b"a,BTC,1704067200,buy,1,100,-1", "fee must not be negative"),
+    # A sign under the point: the fast path once read these as positive.
+    (b"a,BTC,1704067200,buy,1,100,-0.5", "fee must not be negative"),
+    (b"a,BTC,1704067200,sell,-0.5,100,0", "qty must be positive"),
+    (b",,,,,,", "missing trader, pair, ts, side, qty, price, fee"),
     (b"a,BTC,1704067200,sideways,1,100,0", "side must be buy or sell, not 'sideways'"),
     (b"a,,1704067200,buy,1,100,0", "missing pair"),
     (b"a,BTC,1704067200", "missing side, qty, price, fee"),
