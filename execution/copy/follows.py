@@ -11,7 +11,7 @@ import asyncpg
 from execution.copy.model import Follow, FollowConfig, Profile, SizingMode
 
 _FOLLOW_QUERY = """
-SELECT f.id AS follow_id, f.leader_address, extract(epoch FROM f.followed_at)::bigint AS followed_at,
+SELECT f.id AS follow_id, f.leader_address, floor(extract(epoch FROM f.followed_at))::bigint AS followed_at,
        p.id AS profile_id, p.user_id, p.venue, p.wallet_address, p.equity_usdc, p.peak_equity_usdc,
        p.daily_loss_limit_usdc, p.max_drawdown_pct, p.max_total_exposure_usdc, p.status AS profile_status,
        c.sizing_mode, c.fixed_collateral_usdc, c.equity_pct, c.multiplier, c.per_trade_cap_usdc,

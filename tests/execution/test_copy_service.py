@@ -106,6 +106,24 @@ async def test_a_profile_with_open_copies_cannot_be_deleted(migrated_pool: async
     assert again.profile_id != done.profile_id  # the name is free again; the history stays
 
 
+async def test_an_open_in_the_second_of_the_follow_is_copied(migrated_pool: asyncpg.Pool) -> None:
+    """Leader events carry whole seconds and the follow's time has microseconds: the follow counts
+    from its second (floored), so an open stamped that second is copied, not refused as older."""
+    pool = migrated_pool
+    service = CopyService(pool, catalogue=CATALOGUE)
+    done = await service.follow(ALICE, LEADER, FollowInput(fixed="100"), ProfileInput(name="main"))
+    opened = leader_event(EventKind.OPEN, open_ts=1_800_000_000, ts=1_800_000_000)
+    await pool.execute(
+        "UPDATE leader_follows SET followed_at = to_timestamp($1::float8)", opened.open_ts + 0.6
+    )
+    feed = DictPriceFeed({BTC: Decimal(60_000)})
+    venue = PaperVenue(pool, CATALOGUE, feed, spread_bps=0)
+    async with CopyEngine(pool, None, venue, feed, CATALOGUE, EngineConfig(max_delay_ms=10**15)) as engine:
+        await engine.handle(opened)
+    [copy] = await service.recent(ALICE, done.profile_id)
+    assert (copy.action, copy.state, copy.reason) == ("open", "filled", None)
+
+
 async def test_kill_switch_and_venues_by_name(migrated_pool: asyncpg.Pool, redis_server_url: str) -> None:
     redis = connect(redis_server_url)
     settings = load_settings(_env_file=None, copy_delegate_key=None)
