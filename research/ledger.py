@@ -124,10 +124,13 @@ class PositionLedger:
         if ev.side is not pos.side:
             raise LedgerError(f"{ev.event_id}: increase on the opposite side of {pos.key}")
         # An increase: the open price becomes the notional-weighted average, as the contracts do.
+        # A position adopted from a close before our data began has no known open price (0), and
+        # an average with an unknown term is unknown: it stays 0.
         old_notional = pos.collateral_usdc * pos.leverage
         add_notional = ev.collateral_usdc * ev.leverage
         total = old_notional + add_notional
-        pos.open_price = total / (old_notional / pos.open_price + add_notional / ev.price)
+        if pos.open_price > 0:
+            pos.open_price = total / (old_notional / pos.open_price + add_notional / ev.price)
         pos.collateral_usdc += ev.collateral_usdc
         pos.open_collateral_usdc += ev.collateral_usdc
         pos.leverage = total / pos.collateral_usdc

@@ -173,6 +173,27 @@ def test_close_of_a_position_opened_before_our_data_is_adopted() -> None:
     assert not ledger.positions[c.position_key].open_seen
 
 
+def test_an_increase_of_an_adopted_position_keeps_its_open_price_unknown() -> None:
+    """A partial close adopts a position opened before our data (open price unknown); the trader
+    then adds to it: collateral and PnL stay exact and the average open price stays unknown (0)."""
+    ledger = PositionLedger()
+    part = ev(
+        "c1",
+        EventKind.PARTIAL_CLOSE,
+        110,
+        collateral_usdc=10_000_000,
+        size_closed_usdc=4_000_000,
+        usdc_sent=5_000_000,
+    )
+    first = ledger.apply(part)
+    assert first is not None and first.realized_pnl_usdc == 1_000_000
+    ledger.apply(ev("o2", EventKind.OPEN, 120, collateral_usdc=6_000_000, price=Decimal(60_000)))
+    pos = ledger.positions[part.position_key]
+    assert (pos.collateral_usdc, pos.open_price, pos.open_seen) == (12_000_000, Decimal(0), False)
+    last = ledger.apply(ev("c2", EventKind.CLOSE, 130, size_closed_usdc=12_000_000, usdc_sent=11_000_000))
+    assert last is not None and last.full and last.realized_pnl_usdc == -1_000_000
+
+
 @pytest.mark.parametrize(
     "bad",
     [
