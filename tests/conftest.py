@@ -17,14 +17,16 @@ import pytest
 
 from infra import embedded
 from infra.db import with_database
+from infra.settings import SHARED_DATA_DEFAULT
 
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+# The real data, where the settings look for it (SHARED_DATA_DIR, else ../shared/data).
+SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR") or SHARED_DATA_DEFAULT)
 
 
 def shared_data_or_skip(*parts: str) -> Path:
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"real data not present at {path} (../shared beside the project)")
+        pytest.skip(f"real data not present at {path} (set SHARED_DATA_DIR, or ../shared beside the project)")
     return path
 
 
