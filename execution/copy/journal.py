@@ -27,6 +27,8 @@ from execution.copy.model import OPEN_STATES, CopyAction, IntentState, Refusal
 from execution.rows import as_json
 
 _OPEN_STATES = [s.value for s in OPEN_STATES]
+# A close in these states has closed, or will close, the whole copy.
+_CLOSING_STATES = [*_OPEN_STATES, IntentState.FILLED.value, IntentState.RESOLVED.value]
 # Written out, as the partial indexes on intents in flight say it: the planner then uses them.
 _IN_FLIGHT = "state IN ('planned', 'sent', 'unknown')"
 assert {s.value for s in OPEN_STATES} == {"planned", "sent", "unknown"}
@@ -199,26 +201,31 @@ class PositionIntents:
 
     open_state: IntentState | None = None  # the open intent's state (None: not planned yet)
     busy: set[str] = field(default_factory=set)  # partial closes and TP/SL updates in flight
+    closing: bool = False  # the leader's close is planned, in flight or done: it takes everything
 
 
 async def position_intents(
     conn: asyncpg.Connection, profile_ids: list[int], leader_position_keys: list[str]
 ) -> dict[tuple[int, str], PositionIntents]:
-    """Per (follower, leader position): its open's state and its follow-ups still in flight (a
-    close waits for both, so it never overtakes them)."""
+    """Per (follower, leader position): its open's state, its follow-ups still in flight (a
+    close waits for both, so it never overtakes them) and whether its close is planned or done."""
     rows = await conn.fetch(
         "SELECT profile_id, leader_position_key, intent_id, action, state FROM copy_intents "
         "WHERE profile_id = ANY($1::bigint[]) AND leader_position_key = ANY($2::text[]) "
-        "AND (action = 'open' OR (action IN ('partial_close', 'update_tp_sl') AND state = ANY($3::text[])))",
+        "AND (action = 'open' OR (action IN ('partial_close', 'update_tp_sl') AND state = ANY($3::text[])) "
+        "OR (action = 'close' AND state = ANY($4::text[])))",
         profile_ids,
         leader_position_keys,
         _OPEN_STATES,
+        _CLOSING_STATES,
     )
     out: dict[tuple[int, str], PositionIntents] = {}
     for r in rows:
         info = out.setdefault((r["profile_id"], r["leader_position_key"]), PositionIntents())
         if r["action"] == CopyAction.OPEN:
             info.open_state = IntentState(r["state"])
+        elif r["action"] == CopyAction.CLOSE:
+            info.closing = True
         else:
             info.busy.add(r["intent_id"])
     return out

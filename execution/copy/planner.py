@@ -192,6 +192,11 @@ class Planner:
         copies_levels = follow.config.copy_tp_sl and not follow.config.reverse
         if refusal is None and action is CopyAction.UPDATE_TP_SL and not copies_levels:
             refusal = Refusal.TP_SL_NOT_COPIED
+        if refusal is None and action is not CopyAction.CLOSE and known.closing:
+            # The leader's close was planned first (its message overtook this one, or an engine
+            # was killed holding this one): it takes the whole copy, so this has nothing to act on.
+            # Sent anyway it would race the close and be rejected by the venue.
+            refusal = Refusal.NO_COPIED_POSITION
         if refusal is None and copy is None and open_state not in OPEN_STATES:
             opened_before = not follow.config.copy_existing and event.open_ts < follow.followed_at
             if open_state is not None or opened_before:
