@@ -1,5 +1,6 @@
 """The last `vanta demo` step: a short scripted chat with the bot in the console transport (the
-real handlers, on the demo's database and AI service), then how to talk to it yourself."""
+real handlers, on the demo's database and its own run of the AI service), then how to talk to it
+yourself."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rich.console import Console
 from bot.console import run_console
 from bot.wiring import open_bot_deps
 from infra.runtime import Services
+from serving.serve_demo import demo_service
 
 SCRIPT = ["/start", "/alfa", "/alpha", "/copytrader", "/cancel"]
 DEMO_USER = 100
@@ -29,7 +31,10 @@ async def talk_to_the_bot(services: Services) -> dict[str, object]:
     for logger in quiet.values():
         logger.setLevel(logging.ERROR)  # the transcript says what happened; JSON logs would drown it
     try:
-        async with open_bot_deps(services) as deps:
+        async with (
+            demo_service(services, "bot-demo-serve.log") as (service, _),
+            open_bot_deps(services, serving_url=service.url) as deps,
+        ):
             await run_console(
                 services,
                 deps,

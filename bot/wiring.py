@@ -26,15 +26,16 @@ def delegate_address(key: str | None) -> str | None:
 
 @asynccontextmanager
 async def open_bot_deps(
-    services: Services, *, extra_admins: frozenset[int] = frozenset()
+    services: Services, *, extra_admins: frozenset[int] = frozenset(), serving_url: str | None = None
 ) -> AsyncIterator[BotDeps]:
+    """The bot's collaborators; `serving_url` overrides SERVING_URL (the demo's own service)."""
     settings = services.settings
     catalogue = load_catalogue(settings.shared_data_dir / "avantis" / "trading_snapshot.json")
     key = settings.copy_delegate_key.get_secret_value() if settings.copy_delegate_key else None
     ours = delegate_address(key)
     chain = ChainRpc(settings.base_rpc_url, timeout_s=5, max_attempts=2) if ours else None
     try:
-        async with ServingClient(settings.serving_url) as market:
+        async with ServingClient(serving_url or settings.serving_url) as market:
             yield BotDeps(
                 pool=services.pool,
                 service=CopyService(services.pool, services.redis, settings, catalogue),

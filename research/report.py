@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
@@ -31,6 +35,28 @@ def load_rows(out_dir: str | Path) -> pl.DataFrame:
     return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
 
 
+@contextmanager
+def _quiet_kernels(log: Path) -> Iterator[None]:
+    """Kernels inherit our stderr and print their own start-up and shutdown chatter there (transport
+    warnings, a KeyboardInterrupt on shutdown, native libraries' exit messages); papermill logs
+    every step at INFO. Both go to the run's log file instead, so a person sees the progress lines
+    and the failures we report, and the kernels' words stay on disk for when they matter."""
+    papermill_log = logging.getLogger("papermill")
+    level = papermill_log.level
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with log.open("ab") as sink:
+        os.dup2(sink.fileno(), 2)
+        papermill_log.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            papermill_log.setLevel(level)
+
+
 def run_notebooks(
     run_dir: Path,
     parameters: dict[str, object],
@@ -50,14 +76,15 @@ def run_notebooks(
     for name in notebooks:
         out = run_dir / f"{name}.ipynb"
         try:
-            papermill.execute_notebook(
-                str(NOTEBOOK_DIR / f"{name}.ipynb"),
-                str(out),
-                parameters={**parameters, "out_dir": str(run_dir)},
-                kernel_name=kernel_name,
-                progress_bar=False,
-                cwd=str(run_dir),
-            )
+            with _quiet_kernels(run_dir / "kernels.log"):
+                papermill.execute_notebook(
+                    str(NOTEBOOK_DIR / f"{name}.ipynb"),
+                    str(out),
+                    parameters={**parameters, "out_dir": str(run_dir)},
+                    kernel_name=kernel_name,
+                    progress_bar=False,
+                    cwd=str(run_dir),
+                )
         except papermill.PapermillExecutionError as exc:
             failed.append((name, f"{exc.ename}: {exc.evalue}"))
         done.append(out)
@@ -78,6 +105,8 @@ def render_html(
     from nbconvert import HTMLExporter
 
     rows = load_rows(run_dir)
+    # nbconvert warns once per plot that it has no alternative text: true of every chart, not news.
+    logging.getLogger("traitlets").setLevel(logging.ERROR)
     exporter = HTMLExporter(template_name="basic")
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True

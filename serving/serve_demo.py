@@ -4,13 +4,19 @@ trader analytics written to PostgreSQL). The service is stopped at the end of th
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from infra.progress import progress_bar
 from infra.runtime import Services
+
+if TYPE_CHECKING:
+    from serving.process import ServiceProcess
 
 
 def _free_port() -> int:
@@ -19,9 +25,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def serve_and_ask(services: Services) -> dict[str, Any]:
+@asynccontextmanager
+async def demo_service(services: Services, log_name: str) -> AsyncIterator[tuple[ServiceProcess, float]]:
+    """The real `vanta serve` on a free port over the demo's database and model store, ready when
+    entered (with its cold start in seconds) and stopped, its whole process tree, when left."""
     from serving import registry
-    from serving.client import ServingClient
     from serving.process import ServiceProcess
 
     settings = services.settings
@@ -35,13 +43,22 @@ async def serve_and_ask(services: Services) -> dict[str, Any]:
     }
     if services.redis_url:
         env["REDIS_URL"] = services.redis_url
-    log_path = settings.vanta_home / "logs" / "serve-demo.log"
-    service = ServiceProcess(_free_port(), env, log_path)
-    out: dict[str, Any] = {"url": service.url, "log": str(log_path)}
+    service = ServiceProcess(_free_port(), env, settings.vanta_home / "logs" / log_name)
     try:
         with progress_bar("starting the BentoML service", None):
             service.start()
-            out["cold_start_s"] = round(await service.wait_ready(), 1)
+            cold_start_s = await service.wait_ready()
+        yield service, cold_start_s
+    finally:
+        service.stop()
+
+
+async def serve_and_ask(services: Services) -> dict[str, Any]:
+    from serving.client import ServingClient
+
+    out: dict[str, Any] = {}
+    async with demo_service(services, "serve-demo.log") as (service, cold_start_s):
+        out.update(url=service.url, log=str(service.log_path), cold_start_s=round(cold_start_s, 1))
         async with ServingClient(service.url, timeout_s=30) as client:
             answers = {
                 "health": await client.health(),
@@ -64,11 +81,7 @@ async def serve_and_ask(services: Services) -> dict[str, Any]:
             if "failed" not in out["refresh"]
             else f"Refresh failed: {out['refresh']['failed']}"
         )
-    finally:
-        service.stop()
-    out["summary"].insert(
-        0, f"BentoML service: ready in {out.get('cold_start_s', '?')} s at {service.url} (stopped)"
-    )
+    out["summary"].insert(0, f"BentoML service: ready in {out['cold_start_s']} s at {out['url']} (stopped)")
     return out
 
 
@@ -154,8 +167,14 @@ async def _refresh(services: Services) -> dict[str, Any]:
     settings = services.settings
     catalogue = load_catalogue(settings.shared_data_dir / "avantis" / "trading_snapshot.json")
     state = ServingState(services.pool, services.redis, catalogue, cache_ttl_s=settings.serving_cache_ttl_s)
+    # The refresh logs each model it loads and the population it builds: the summary line says it.
+    serving_log = logging.getLogger("vanta.serving")
+    level = serving_log.level
+    serving_log.setLevel(logging.WARNING)
     try:
         written = dict(await refresh(state, services.pool))
     except JobFailed as exc:
         return {"failed": str(exc)}
+    finally:
+        serving_log.setLevel(level)
     return written
