@@ -209,7 +209,11 @@ class Planner:
             "leader_collateral_usdc": event.collateral_usdc,
             "leader_closed_usdc": event.size_closed_usdc,
         }
-        if copy is None:  # its open is in flight or not planned yet: wait for it
+        # Wait (unbound) for the open if it is in flight or not planned yet; a close also for the
+        # partial closes and TP/SL moves planned before it, even when the copy is there: bound now
+        # it could reach the venue ahead of one a killed engine left in flight, which the venue
+        # would then reject (the position gone). It is bound, sized, once they are done.
+        if copy is None or (action is CopyAction.CLOSE and known.busy):
             return self._intent(follow, event, action, tp=event.tp, sl=event.sl, **leader_sizes)
         return self._intent(
             follow,
