@@ -6,7 +6,7 @@ from typing import Any
 
 from bot.replies import Keyboard
 from bot.views.common import esc, short
-from bot.views.copytrader import FIELDS, STATUS, shown
+from bot.views.copytrader import COPY_KEYS, FIELDS, STATUS, shown
 from data.pairs import Pair
 
 ASK_ADDRESS = (
@@ -23,23 +23,7 @@ NO_PROFILE = (
     "To copy a trader you need a copy profile first: where the copies go, how big they are and the "
     "limits that stop them."
 )
-COPY_FIELDS = [
-    f
-    for f in FIELDS
-    if f.key
-    in (
-        "sizing_mode",
-        "amount",
-        "leverage_cap",
-        "max_position",
-        "slippage_bps",
-        "pair_allow",
-        "pair_block",
-        "side",
-        "reverse",
-        "regime_guard",
-    )
-]
+COPY_FIELDS = [f for f in FIELDS if f.key in COPY_KEYS]
 
 
 def no_profile_keyboard() -> Keyboard:

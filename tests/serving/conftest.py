@@ -7,6 +7,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,11 +70,13 @@ def fit_models(events: pl.DataFrame, as_of: int, seed: int = 0) -> tuple[Analyze
     return analyzer, regime.RegimeModel.fit([regime.hourly_observations(c) for c in candles], seed=seed)
 
 
-@pytest.fixture(scope="module")
-async def snapshot(pg_server_url: str) -> AsyncIterator[Snapshot]:
+@asynccontextmanager
+async def simulated_snapshot(pg_server_url: str, prefix: str) -> AsyncIterator[Snapshot]:
+    """A database of its own holding the simulated population and the tracker's stats on it,
+    dropped on the way out."""
     from execution.tracker import full_recompute
 
-    name = f"serving_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(pg_server_url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
@@ -96,6 +99,12 @@ async def snapshot(pg_server_url: str) -> AsyncIterator[Snapshot]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@pytest.fixture(scope="module")
+async def snapshot(pg_server_url: str) -> AsyncIterator[Snapshot]:
+    async with simulated_snapshot(pg_server_url, "serving") as snap:
+        yield snap
 
 
 def train_and_register(snapshot: Snapshot, home: Path) -> Store:
