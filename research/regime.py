@@ -27,7 +27,7 @@ hours against green hours (a ratio, with a block-bootstrap interval over days).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
 import numpy as np
@@ -176,7 +176,8 @@ class QuantileRegime:
 
     yellow_above: float
     red_above: float
-    day_changes: np.ndarray  # quantiles of the training period's 24-hour changes of log(vol_24h / vol_norm)
+    # Quantiles of the training period's 24-hour changes of log(vol_24h / vol_norm).
+    day_changes: np.ndarray = field(repr=False)
     train_start: int
     train_end: int
     name: str = "vol_quantiles"
@@ -305,11 +306,16 @@ def red_green_ratio(classified: pl.DataFrame, *, n_boot: int = 1000, seed: int =
     }
     if red.is_empty() or green.is_empty():
         return {**out, "ratio": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")}
-    by_day = c.group_by("day").agg(
-        red_sum=pl.col("fwd_vol_24h").filter(pl.col("color") == "red").sum(),
-        red_n=(pl.col("color") == "red").sum(),
-        green_sum=pl.col("fwd_vol_24h").filter(pl.col("color") == "green").sum(),
-        green_n=(pl.col("color") == "green").sum(),
+    # group_by's order varies from run to run; the bootstrap must draw the same days for a seed.
+    by_day = (
+        c.group_by("day")
+        .agg(
+            red_sum=pl.col("fwd_vol_24h").filter(pl.col("color") == "red").sum(),
+            red_n=(pl.col("color") == "red").sum(),
+            green_sum=pl.col("fwd_vol_24h").filter(pl.col("color") == "green").sum(),
+            green_n=(pl.col("color") == "green").sum(),
+        )
+        .sort("day")
     )
     arr = by_day.select("red_sum", "red_n", "green_sum", "green_n").to_numpy().astype(float)
     rng = np.random.default_rng(seed)
