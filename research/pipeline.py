@@ -262,13 +262,26 @@ def truth_evaluation(
 class RegimeOutcome:
     beats_baseline: bool
     verdict: str
-    model: regime.RegimeModel  # fitted either way; registered only when it beats the baseline
+    model: regime.Regime  # the family chosen on validation, refit on train + validation; registered only when it beats the baseline
     holdout: dict[str, dict[str, object]]  # pair → {"hmm": ratio..., "vol_quantiles": ratio...}
-    split_ts: int
+    split_ts: int  # the held-out period's first hour
+    chosen: str = "hmm"  # the family (a key of regime.FAMILIES) chosen on validation
+    validation: dict[str, dict[str, object]] = field(default_factory=dict)  # pair → family → ratio...
+    validation_ts: int | None = None  # the validation period's first hour
     backtest: pl.DataFrame | None = None
 
     def metrics(self) -> dict[str, object]:
-        return {"holdout_start": self.split_ts, "red_green_fwd_vol": self.holdout}
+        return {
+            "holdout_start": self.split_ts,
+            "validation_start": self.validation_ts,
+            "family": self.chosen,
+            "red_green_fwd_vol": self.holdout,
+            "validation_red_green_fwd_vol": self.validation,
+        }
+
+    def baseline_metrics(self) -> dict[str, object]:
+        """The families not chosen, on the held-out period, per pair (the no-regime baseline is 1)."""
+        return {p: {f: r for f, r in h.items() if f != self.chosen} for p, h in self.holdout.items()}
 
 
 def load_candles(
@@ -305,46 +318,88 @@ def load_regime(out_dir: str | Path) -> RegimeOutcome | None:
     return joblib.load(path) if path.exists() else None
 
 
+def regime_splits(
+    obs: dict[str, pl.DataFrame], *, holdout_fraction: float, validation_fraction: float
+) -> tuple[int, int]:
+    """(validation start, held-out start) in epoch seconds: the span of all pairs' hours cut in time
+    into train, validation (`validation_fraction` of it) and held out (`holdout_fraction`, the last)."""
+    start = min(int(o["ts"].min()) for o in obs.values())
+    end = max(int(o["ts"].max()) for o in obs.values())
+    held = int(start + (end - start) * (1 - holdout_fraction))
+    return int(start + (end - start) * (1 - holdout_fraction - validation_fraction)), held
+
+
+def _worst_ratio(by_pair: dict[str, dict[str, object]], family: str) -> float:
+    r = [float(h[family]["ratio"]) for h in by_pair.values()]  # type: ignore[index]
+    return min(r) if r and all(np.isfinite(r)) else float("-inf")
+
+
 def train_regime(
-    candles: dict[str, pl.DataFrame], *, holdout_fraction: float = 0.25, seed: int = 0
+    candles: dict[str, pl.DataFrame],
+    *,
+    holdout_fraction: float = 0.25,
+    validation_fraction: float = 0.15,
+    seed: int = 0,
+    families: dict[str, type] | None = None,
 ) -> RegimeOutcome:
-    """Fit on the earlier part of every pair's hours, judge on the held-out rest: the HMM must show
-    red hours followed by higher 24-hour volatility than green hours (interval above 1 on every pair);
-    the learned-quantile baseline is measured beside it. Raises RegimeError when prices are short."""
+    """Choose a regime model family on validation, then judge it once on the held-out period.
+
+    Hours are cut in time: train (the first 60 % by default), validation (the next 15 %), held out
+    (the last `holdout_fraction`). Every family of `regime.FAMILIES` is fitted on train and scored on
+    validation by its red/green forward 24-hour volatility ratio on its WORST pair: one model serves
+    every pair, and it passes only when every pair's interval is above 1, so a family that is strong
+    on one pair and weak on the other should not win on the mean. The best family is refit on train +
+    validation and judged on the held-out hours (the other families beside it, refit the same way,
+    for the record): it beats the no-regime baseline (ratio 1) when every pair's interval low is
+    above 1. The held-out period plays no part in the choice. Raises RegimeError when prices are short."""
+    families = families or dict(regime.FAMILIES)
     obs = {p: regime.hourly_observations(c) for p, c in candles.items()}
     obs = {p: o for p, o in obs.items() if o.height}
     if not obs:
         raise regime.RegimeError("no prices to fit a regime model on")
-    start = min(int(o["ts"].min()) for o in obs.values())
-    end = max(int(o["ts"].max()) for o in obs.values())
-    split = int(start + (end - start) * (1 - holdout_fraction))
-    train = [o.filter(pl.col("ts") < split) for o in obs.values()]
-    model = regime.RegimeModel.fit(train, seed=seed)
-    base = regime.QuantileRegime.fit(train)
-    holdout: dict[str, dict[str, object]] = {}
-    for p, o in obs.items():
-        test = o.filter(pl.col("ts") >= split)
-        holdout[p] = {
-            "hmm": regime.red_green_ratio(model.classify(test)),
-            "vol_quantiles": regime.red_green_ratio(base.classify(test)),
+    val_ts, split = regime_splits(
+        obs, holdout_fraction=holdout_fraction, validation_fraction=validation_fraction
+    )
+
+    def judge(fit_before: int, test_from: int, test_before: int | None) -> tuple[dict, dict]:
+        fitted = {
+            f: cls.fit([o.filter(pl.col("ts") < fit_before) for o in obs.values()], seed=seed)
+            for f, cls in families.items()
         }
-    lows = [float(h["hmm"]["ci_low"]) for h in holdout.values()]  # type: ignore[index]
+        scores: dict[str, dict[str, object]] = {}
+        for p, o in obs.items():
+            test = o.filter((pl.col("ts") >= test_from) & (pl.col("ts") < (test_before or 2**62)))
+            scores[p] = {f: regime.red_green_ratio(m.classify(test)) for f, m in fitted.items()}
+        return fitted, scores
+
+    _, validation = judge(val_ts, val_ts, split)
+    chosen = max(families, key=lambda f: _worst_ratio(validation, f))  # first family wins a tie
+    fitted, holdout = judge(split, split, None)
+    lows = [float(h[chosen]["ci_low"]) for h in holdout.values()]  # type: ignore[index]
     ok = all(np.isfinite(v) and v > 1.0 for v in lows)
+    others = [f for f in families if f != chosen]
+
+    def fmt(h: dict[str, object], f: str) -> str:
+        r = h[f]
+        return f"{r['ratio']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"  # type: ignore[index]
+
     parts = [
-        f"{p}: red/green forward 24 h volatility {h['hmm']['ratio']:.2f} [{h['hmm']['ci_low']:.2f}, "  # type: ignore[index]
-        f"{h['hmm']['ci_high']:.2f}] (quantile baseline {h['vol_quantiles']['ratio']:.2f})"  # type: ignore[index]
+        f"{p}: red/green forward 24 h volatility {fmt(h, chosen)}"
+        + "".join(f" ({f} {h[f]['ratio']:.2f})" for f in others)  # type: ignore[index]
         for p, h in holdout.items()
     ]
+    picked = ", ".join(f"{f} {_worst_ratio(validation, f):.2f}" for f in families)
     verdict = (
-        ("beats" if ok else "does not beat")
+        f"{chosen} chosen on validation (worst-pair red/green ratio: {picked}); "
+        + ("beats" if ok else "does not beat")
         + " the no-regime baseline (ratio 1) on the held-out period; "
         + "; ".join(parts)
     )
-    return RegimeOutcome(ok, verdict, model, holdout, split)
+    return RegimeOutcome(ok, verdict, fitted[chosen], holdout, split, chosen, validation, val_ts)
 
 
 def regime_blocked_opens(
-    model: regime.RegimeModel,
+    model: regime.Regime,
     candles: dict[str, pl.DataFrame],
     trades: pl.DataFrame,
     pair_index_of: dict[str, int],
@@ -454,23 +509,49 @@ def summary_rows(
 
 
 def regime_summary_rows(outcome: RegimeOutcome) -> list[dict[str, object]]:
+    """One row per pair: the chosen family on the held-out period beside the other family."""
     rows = []
+    other = next((f for h in outcome.holdout.values() for f in h if f != outcome.chosen), None)
     for pair, h in outcome.holdout.items():
-        m, b = h["hmm"], h["vol_quantiles"]
+        m = h[outcome.chosen]
+        b = h[other] if other else None
         rows.append(
             {
                 "population": f"real {pair}, held out",
-                "model": "regime (Gaussian HMM, filtered)",
+                "model": f"regime ({regime.FAMILY_NAMES.get(outcome.chosen, outcome.chosen)}, chosen on validation)",
                 "metric": "forward 24 h volatility, red / green",
                 "model_value": m["ratio"],  # type: ignore[index]
                 "model_ci": f"[{m['ci_low']:.2f}, {m['ci_high']:.2f}]",  # type: ignore[index]
-                "baseline": "learned volatility quantiles",
-                "baseline_value": b["ratio"],  # type: ignore[index]
-                "difference_ci": f"baseline [{b['ci_low']:.2f}, {b['ci_high']:.2f}]",  # type: ignore[index]
+                "baseline": regime.FAMILY_NAMES.get(other, other) if other else "none",
+                "baseline_value": b["ratio"] if b else None,  # type: ignore[index]
+                "difference_ci": f"baseline [{b['ci_low']:.2f}, {b['ci_high']:.2f}]" if b else "",  # type: ignore[index]
                 "better": bool(m["ratio"] >= 1.5 and m["ci_low"] > 1),  # type: ignore[index]
             }
         )
     return rows
+
+
+def regime_family_table(outcome: RegimeOutcome) -> pl.DataFrame:
+    """Every family's red/green ratio per pair on validation (where the choice is made) and on the
+    held-out period (judged once, after the choice)."""
+    rows = []
+    for period, scores in (("validation", outcome.validation), ("held out", outcome.holdout)):
+        for pair, h in scores.items():
+            for fam, r in h.items():
+                rows.append(
+                    {
+                        "period": period,
+                        "pair": pair,
+                        "family": fam,
+                        "chosen": fam == outcome.chosen,
+                        "ratio": r["ratio"],  # type: ignore[index]
+                        "ci_low": r["ci_low"],  # type: ignore[index]
+                        "ci_high": r["ci_high"],  # type: ignore[index]
+                        "red_hours": r["red_hours"],  # type: ignore[index]
+                        "green_hours": r["green_hours"],  # type: ignore[index]
+                    }
+                )
+    return pl.DataFrame(rows)
 
 
 def regime_guard_rows(label: str, plain: pl.DataFrame, guarded: pl.DataFrame) -> list[dict[str, object]]:

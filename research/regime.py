@@ -1,11 +1,13 @@
-"""Market regime per pair: a Gaussian hidden Markov model on hourly volatility and momentum,
-filtered only (each hour's state probabilities use that hour and the past, never the future).
+"""Market regime per pair, filtered only (each hour's answer uses that hour and the past, never the
+future), from two model families; `research.pipeline.train_regime` picks one on a validation period.
 
-Why an HMM (hmmlearn): volatility clusters and switches between calm and stressed spells; an HMM
-learns those spells and their persistence from history, and its filtered state probability is a
-natural confidence. Its fitted states are ordered by their mean volatility and mapped to green
-(calmest), yellow, red (most volatile). The simple baseline beside it is learned quantile
-thresholds on the same trailing volatility (33rd and 80th percentiles of the training period).
+- `RegimeModel`, a Gaussian hidden Markov model (hmmlearn): volatility clusters and switches between
+  calm and stressed spells; an HMM learns those spells and their persistence, and its filtered
+  state probability is a natural confidence. Its states are ordered by their mean volatility and
+  mapped to green (calmest), yellow, red (most volatile).
+- `QuantileRegime`, learned quantile thresholds on the 24-hour volatility relative to the pair's
+  usual level (33rd and 80th percentiles of the training hours); its confidence is the probability,
+  calibrated on the training period's day-to-day changes, that the band shown still holds a day on.
 
 Observations per hour t, from 15-minute candles up to t, each relative to the pair's usual
 volatility (the median 24-hour volatility of the past 30 days), so one model serves every pair:
@@ -25,7 +27,8 @@ hours against green hours (a ratio, with a block-bootstrap interval over days).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
 
 import numpy as np
 import polars as pl
@@ -142,53 +145,132 @@ class RegimeModel:
         return probs
 
     def classify(self, obs: pl.DataFrame) -> pl.DataFrame:
-        """Per hour: color, confidence (the probability of the state shown), trend, signal."""
+        """Per hour: color, confidence (the filtered probability of the color shown), trend, signal."""
         if obs.is_empty():
-            return obs.with_columns(
-                color=pl.lit(None, pl.Utf8), confidence=pl.lit(None, pl.Float64), trend=pl.lit(None, pl.Utf8)
-            )
+            return _with_colors(obs, np.zeros(0, dtype=int), np.zeros((0, 3)))
         p = self.filtered(obs)
         color_p = np.column_stack(
             [p[:, [s for s, c in enumerate(self.state_colors) if c == k]].sum(1) for k in COLORS]
         )
-        best = color_p.argmax(1)
-        return _with_trend(
-            obs.with_columns(
-                color=pl.Series(np.array(COLORS)[best]),
-                confidence=pl.Series(color_p[np.arange(len(best)), best]),
-                p_green=pl.Series(color_p[:, 0]),
-                p_yellow=pl.Series(color_p[:, 1]),
-                p_red=pl.Series(color_p[:, 2]),
-            )
-        )
+        return _with_colors(obs, color_p.argmax(1), color_p)
+
+    def describe(self) -> dict[str, object]:
+        return {"state_colors": self.state_colors}
 
 
 @dataclass
 class QuantileRegime:
-    """The baseline: thresholds on the 24-hour volatility relative to the pair's usual level,
-    learned on the training period."""
+    """Learned quantile thresholds on the 24-hour volatility relative to the pair's usual level
+    (vol_24h / vol_norm): green up to its 33rd percentile on the training hours, red above its
+    80th, yellow between. No state and no smoothing: an hour's color reads that hour's row only.
+
+    Confidence (filtered, calibrated on the training period): how likely the band shown still holds
+    24 hours on, the horizon the regime is judged on. On the training hours we keep the 24-hour
+    changes of the log relative volatility (x[t+24 h] - x[t], same pair), summarized by their
+    quantiles; at hour t, p_red = the share of those changes that would carry x[t] above the red
+    threshold, p_green = the share that would keep it at or below the yellow one, p_yellow the rest.
+    It is a distance to the thresholds measured in how far that volatility usually moves in a day:
+    an hour deep inside its band gets ~1, one next to a threshold ~0.5. Only hour t's own value
+    enters at classification (the future of the training period enters only the calibration, as it
+    enters the HMM's fit). confidence = the probability of the color shown."""
 
     yellow_above: float
     red_above: float
+    # Quantiles of the training period's 24-hour changes of log(vol_24h / vol_norm).
+    day_changes: np.ndarray = field(repr=False)
+    train_start: int
+    train_end: int
     name: str = "vol_quantiles"
 
+    LOW_Q: ClassVar[float] = 0.33
+    HIGH_Q: ClassVar[float] = 0.80
+
     @classmethod
-    def fit(cls, observations: list[pl.DataFrame]) -> QuantileRegime:
-        v = np.concatenate([(o["vol_24h"] / o["vol_norm"]).to_numpy() for o in observations])
-        return cls(float(np.quantile(v, 0.33)), float(np.quantile(v, 0.80)))
+    def fit(cls, observations: list[pl.DataFrame], *, seed: int = 0) -> QuantileRegime:
+        """`seed` is unused (nothing is random here): the signature every family shares."""
+        parts = [o for o in observations if o.height]
+        total = sum(o.height for o in parts)
+        if total < MIN_TRAIN_HOURS:
+            raise RegimeError(
+                f"{total} hours of prices; the regime model needs at least {MIN_TRAIN_HOURS} ({MIN_TRAIN_HOURS // 24} days)"
+            )
+        v = np.concatenate([_relative_vol(o) for o in parts])
+        changes = np.concatenate([_day_changes(o) for o in parts])
+        if changes.size == 0:
+            raise RegimeError("no two training hours 24 hours apart to calibrate the confidence on")
+        return cls(
+            yellow_above=float(np.quantile(v, cls.LOW_Q)),
+            red_above=float(np.quantile(v, cls.HIGH_Q)),
+            day_changes=np.quantile(changes, np.linspace(0, 1, 201)),
+            train_start=int(min(o["ts"].min() for o in parts)),
+            train_end=int(max(o["ts"].max() for o in parts)),
+        )
+
+    def probabilities(self, obs: pl.DataFrame) -> np.ndarray:
+        """hours × (green, yellow, red): P(band 24 hours on | this hour's relative volatility)."""
+        x = np.log(_relative_vol(obs))[:, None]
+        d = self.day_changes[None, :]
+        green = (x + d <= np.log(self.yellow_above)).mean(1)
+        red = (x + d > np.log(self.red_above)).mean(1)
+        return np.column_stack([green, np.clip(1 - green - red, 0, 1), red])
 
     def classify(self, obs: pl.DataFrame) -> pl.DataFrame:
-        v = pl.col("vol_24h") / pl.col("vol_norm")
-        return _with_trend(
-            obs.with_columns(
-                color=pl.when(v > self.red_above)
-                .then(pl.lit("red"))
-                .when(v > self.yellow_above)
-                .then(pl.lit("yellow"))
-                .otherwise(pl.lit("green")),
-                confidence=pl.lit(None, pl.Float64),
-            )
+        """Per hour: color (the band of this hour's relative volatility), confidence (its
+        probability of holding 24 hours on), p_green/p_yellow/p_red, trend, signal."""
+        v = _relative_vol(obs)
+        color = np.where(v > self.red_above, 2, np.where(v > self.yellow_above, 1, 0))
+        p = self.probabilities(obs) if obs.height else np.zeros((0, 3))
+        return _with_colors(obs, color, p)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "yellow_above": self.yellow_above,
+            "red_above": self.red_above,
+            "quantiles": [self.LOW_Q, self.HIGH_Q],
+        }
+
+
+class Regime(Protocol):
+    """What serving, the CLI and the backtest guard use of a fitted regime model (either family)."""
+
+    name: str
+    train_start: int
+    train_end: int
+
+    def classify(self, obs: pl.DataFrame) -> pl.DataFrame: ...
+
+    def describe(self) -> dict[str, object]: ...
+
+
+FAMILIES: dict[str, type[RegimeModel] | type[QuantileRegime]] = {
+    "hmm": RegimeModel,
+    "vol_quantiles": QuantileRegime,
+}
+FAMILY_NAMES = {"hmm": "Gaussian HMM, filtered", "vol_quantiles": "learned volatility quantiles"}
+
+
+def _relative_vol(obs: pl.DataFrame) -> np.ndarray:
+    return (obs["vol_24h"] / obs["vol_norm"]).to_numpy()
+
+
+def _day_changes(obs: pl.DataFrame) -> np.ndarray:
+    """x[t + 24 h] - x[t] of x = log relative volatility, for the hours that have the one a day on."""
+    x = obs.select("ts", x=pl.col("vol_24h").truediv(pl.col("vol_norm")).log())
+    later = x.select(ts=pl.col("ts") - 24 * 3600, x_later="x")
+    return x.join(later, on="ts").select(pl.col("x_later") - pl.col("x")).to_series().to_numpy()
+
+
+def _with_colors(obs: pl.DataFrame, color: np.ndarray, p: np.ndarray) -> pl.DataFrame:
+    """The classified frame both families return: color index per hour and its probabilities."""
+    return _with_trend(
+        obs.with_columns(
+            color=pl.Series(np.array(COLORS)[color], dtype=pl.Utf8),
+            confidence=pl.Series(p[np.arange(len(color)), color], dtype=pl.Float64),
+            p_green=pl.Series(p[:, 0], dtype=pl.Float64),
+            p_yellow=pl.Series(p[:, 1], dtype=pl.Float64),
+            p_red=pl.Series(p[:, 2], dtype=pl.Float64),
         )
+    )
 
 
 def _with_trend(frame: pl.DataFrame) -> pl.DataFrame:
@@ -224,11 +306,16 @@ def red_green_ratio(classified: pl.DataFrame, *, n_boot: int = 1000, seed: int =
     }
     if red.is_empty() or green.is_empty():
         return {**out, "ratio": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")}
-    by_day = c.group_by("day").agg(
-        red_sum=pl.col("fwd_vol_24h").filter(pl.col("color") == "red").sum(),
-        red_n=(pl.col("color") == "red").sum(),
-        green_sum=pl.col("fwd_vol_24h").filter(pl.col("color") == "green").sum(),
-        green_n=(pl.col("color") == "green").sum(),
+    # group_by's order varies from run to run; the bootstrap must draw the same days for a seed.
+    by_day = (
+        c.group_by("day")
+        .agg(
+            red_sum=pl.col("fwd_vol_24h").filter(pl.col("color") == "red").sum(),
+            red_n=(pl.col("color") == "red").sum(),
+            green_sum=pl.col("fwd_vol_24h").filter(pl.col("color") == "green").sum(),
+            green_n=(pl.col("color") == "green").sum(),
+        )
+        .sort("day")
     )
     arr = by_day.select("red_sum", "red_n", "green_sum", "green_n").to_numpy().astype(float)
     rng = np.random.default_rng(seed)

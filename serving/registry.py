@@ -5,7 +5,7 @@ Two models, each one joblib file in its store directory:
 | name | file | object | input | output |
 |---|---|---|---|---|
 | `vanta_analyzer` | `analyzer.joblib` | `research.analyzer.Analyzer` | `research.features.trader_features` frame (one row per trader, `metadata["features"]` columns) | `research.analyzer.score_frame(features, analyzer)` rows |
-| `vanta_regime` | `regime.joblib` | `research.regime.RegimeModel` | `research.regime.hourly_observations(candles)` | `.classify(obs)`: color, confidence, trend, signal per hour |
+| `vanta_regime` | `regime.joblib` | `research.regime.RegimeModel` or `research.regime.QuantileRegime` (the family chosen on validation; `metadata["object"]`) | `research.regime.hourly_observations(candles)` | `.classify(obs)`: color, confidence, trend, signal per hour |
 
 Only a model that beat its baselines walk-forward is saved; the store's latest version of a name
 is the one to serve (`load_latest`). Every candidate, winner or not, gets an `ai_model_metadata`

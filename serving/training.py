@@ -163,7 +163,7 @@ async def train_models(pool: Any, settings: Any, as_of: int | None, *, seed: int
                 train_start=rg.model.train_start if rg.model else None,
                 train_end=rg.split_ts,
                 metrics=rg.metrics(),
-                baseline_metrics={p: h["vol_quantiles"] for p, h in rg.holdout.items()},
+                baseline_metrics=rg.baseline_metrics(),
                 beats_baseline=rg.beats_baseline,
             )
         )
@@ -207,14 +207,16 @@ def regime_metadata(rg: Any, pairs: list[str]) -> dict[str, Any]:
 
     return {
         "kind": "regime",
-        "object": "research.regime.RegimeModel",
+        "object": f"{type(rg.model).__module__}.{type(rg.model).__qualname__}",
+        "family": rg.chosen,
         "input": "research.regime.hourly_observations(15-minute candles: ts, close)",
         "outputs": ["color", "confidence", "trend", "signal", "p_green", "p_yellow", "p_red"],
         "colors": list(R.COLORS),
-        "state_colors": rg.model.state_colors,
+        "parameters": rg.model.describe(),
         "pairs_trained": pairs,
         "train_start": rg.model.train_start,
         "train_end": rg.model.train_end,
+        "validation_start": rg.validation_ts,
         "holdout_start": rg.split_ts,
         "verdict": rg.verdict,
         "metrics": rg.metrics(),

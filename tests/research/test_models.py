@@ -3,6 +3,10 @@ regime, and the analyzer's rows."""
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 import polars as pl
 import pytest
@@ -176,12 +180,122 @@ def test_regime_is_filtered_and_red_means_more_volatility_ahead() -> None:
     assert held["confidence"].is_between(0, 1).all()
 
 
+def test_quantile_regime_confidence_is_filtered_and_calibrated() -> None:
+    prices = _regime_prices(1)
+    obs = regime.hourly_observations(prices)
+    model = regime.QuantileRegime.fit([obs.head(obs.height * 2 // 3)])
+    full = model.classify(obs)
+    # No look-ahead: delete every bar after hour t (from the candles) and nothing at or before t changes.
+    t_bars = prices.height // 2
+    past = model.classify(regime.hourly_observations(prices.head(t_bars)))
+    assert past.height > 100
+    head = full.filter(pl.col("ts") <= past["ts"].max())
+    assert head["ts"].equals(past["ts"]) and head["color"].equals(past["color"])
+    for col in ("confidence", "p_green", "p_yellow", "p_red"):
+        assert np.allclose(head[col], past[col]), col
+    assert full["confidence"].null_count() == 0 and full["confidence"].is_between(0, 1).all()
+    p = full.select("p_green", "p_yellow", "p_red").to_numpy()
+    assert np.allclose(p.sum(1), 1)
+    assert (
+        full["confidence"]
+        == full.select(
+            pl.when(pl.col("color") == "red")
+            .then("p_red")
+            .when(pl.col("color") == "yellow")
+            .then("p_yellow")
+            .otherwise("p_green")
+        ).to_series()
+    ).all()
+    # Calibrated distance to the thresholds: an hour deep in red is surer than one just above the line.
+    rel = full["vol_24h"] / full["vol_norm"]
+    red = full.with_columns(rel=rel).filter(pl.col("color") == "red").sort("rel")
+    assert red["confidence"].head(20).mean() < red["confidence"].tail(20).mean()  # type: ignore[operator]
+    held = model.classify(obs.tail(obs.height // 3))
+    r = regime.red_green_ratio(held)
+    assert r["ratio"] > 1.5 and r["ci_low"] > 1.0
+    import joblib
+
+    joblib.dump(model, buf := io.BytesIO())
+    buf.seek(0)
+    assert joblib.load(buf).classify(obs).equals(full)
+
+
+@dataclass
+class _Hindsight:
+    """A test family that colors each hour by its own forward volatility (a look-ahead no real model
+    has): right (red when the next day is stormier than usual) on one side of `flip_ts`, reversed on
+    the other. It lets the test know which family validation and held-out each favour."""
+
+    train_start: int
+    train_end: int
+    name: str = "hindsight"
+    flip_ts: ClassVar[int] = 0
+    right_first: ClassVar[bool] = True
+
+    @classmethod
+    def fit(cls, observations: list[pl.DataFrame], *, seed: int = 0) -> _Hindsight:
+        return cls(
+            min(int(o["ts"].min()) for o in observations), max(int(o["ts"].max()) for o in observations)
+        )
+
+    def classify(self, obs: pl.DataFrame) -> pl.DataFrame:
+        f = regime.forward_volatility(obs)
+        stormy = pl.col("fwd_vol_24h") > pl.col("fwd_vol_24h").median()
+        right = (pl.col("ts") < self.flip_ts) == self.right_first
+        return f.with_columns(
+            color=pl.when(stormy == right).then(pl.lit("red")).otherwise(pl.lit("green"))
+        ).drop("fwd_vol_24h")
+
+    def describe(self) -> dict[str, object]:
+        return {}
+
+
+class _RightThenWrong(_Hindsight):
+    right_first = True
+
+
+class _WrongThenRight(_Hindsight):
+    right_first = False
+
+
+def test_the_regime_family_is_chosen_on_validation_never_on_the_held_out_period(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    candles = {"A/USD": _regime_prices(2), "B/USD": _regime_prices(3)}
+    obs = {p: regime.hourly_observations(c) for p, c in candles.items()}
+    val_ts, split = pipeline.regime_splits(obs, holdout_fraction=0.25, validation_fraction=0.15)
+    assert val_ts < split
+    monkeypatch.setattr(_Hindsight, "flip_ts", split)
+    families = {"wrong_then_right": _WrongThenRight, "right_then_wrong": _RightThenWrong}
+    outcome = pipeline.train_regime(candles, families=families)  # type: ignore[arg-type]
+    # Validation favours right_then_wrong (listed second, so not a tie going to the first) ...
+    for h in outcome.validation.values():
+        assert h["right_then_wrong"]["ratio"] > 1 > h["wrong_then_right"]["ratio"]  # type: ignore[index,operator]
+    assert outcome.chosen == "right_then_wrong" and type(outcome.model) is _RightThenWrong
+    # ... though the held-out period favours the other: the choice did not look at it.
+    for h in outcome.holdout.values():
+        assert h["wrong_then_right"]["ratio"] > 1 > h["right_then_wrong"]["ratio"]  # type: ignore[index,operator]
+    assert not outcome.beats_baseline and "does not beat" in outcome.verdict
+    # The chosen family is refit on train + validation, before the held-out period.
+    assert val_ts <= outcome.model.train_end < split == outcome.split_ts and outcome.validation_ts == val_ts
+    assert set(outcome.baseline_metrics()["A/USD"]) == {"wrong_then_right"}  # type: ignore[arg-type]
+
+
 def test_regime_on_the_real_prices_held_out() -> None:
     prices = shared_data_or_skip("prices")
     outcome = pipeline.train_regime(pipeline.load_candles(prices))
+    worst = {f: min(float(h[f]["ratio"]) for h in outcome.validation.values()) for f in regime.FAMILIES}  # type: ignore[index]
+    assert outcome.chosen == max(worst, key=worst.__getitem__)
+    assert type(outcome.model) is regime.FAMILIES[outcome.chosen]
     for pair, h in outcome.holdout.items():
-        assert h["hmm"]["red_hours"] > 0 and h["hmm"]["green_hours"] > 0, pair
-        assert h["hmm"]["ratio"] > 1.0, pair  # red hours are followed by more volatility than green ones
+        assert set(h) == set(regime.FAMILIES), pair
+        chosen = h[outcome.chosen]
+        assert chosen["red_hours"] > 0 and chosen["green_hours"] > 0, pair  # type: ignore[index,operator]
+        assert chosen["ratio"] > 1.0, pair  # type: ignore[index,operator]  # red hours are followed by more volatility than green ones
+    last = outcome.model.classify(regime.hourly_observations(pipeline.load_candles(prices)["BTC/USD"])).row(
+        -1, named=True
+    )
+    assert last["color"] in regime.COLORS and 0 <= last["confidence"] <= 1
 
 
 def test_eligibility_settings_filter_the_leaderboard() -> None:
