@@ -406,15 +406,21 @@ def watch(home: Path) -> None:
             fcntl.flock(guard, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return  # another watchdog has this home
+        # Each server's pid when last seen: if its files vanish under it (the home deleted, as a
+        # passing test run's temporary root is), that pid is all that is left to stop it by.
+        known: dict[str, int] = {}
         while True:
             time.sleep(WATCH_INTERVAL_S)
             if not (home / "run").is_dir():
-                return  # the home was deleted
+                # Those seen, and those started since the last look (found by their command line).
+                _stop_orphans({**known, **_servers_named_after(home)}, "its home was deleted")
+                return
             with _home_lock(home):
                 watching = False
                 for name, server in _SERVERS.items():
                     users = live_leases(home, name)
-                    if server.pid(home) is not None:
+                    if (pid := server.pid(home)) is not None:
+                        known[name] = pid
                         if users:
                             watching = True
                         else:
@@ -425,9 +431,41 @@ def watch(home: Path) -> None:
                             server.stop(home)
                     elif users:
                         watching = True  # a user may start it again
+                    else:  # no pid file and no user: stop it if it still runs without its files
+                        named = {**known, **_servers_named_after(home)}
+                        _stop_orphans({n: p for n, p in named.items() if n == name}, "its files are gone")
                 if not watching:
                     fcntl.flock(guard, fcntl.LOCK_UN)  # before the home lock goes: no gap to race
                     return
+
+
+def _servers_named_after(home: Path) -> dict[str, int]:
+    """Our servers whose command line names a directory of `home` (Redis its socket, PostgreSQL
+    its data directory), read from /proc: what is left to find them by once their files are gone."""
+    marks = {"redis": f"{home / 'redis'}/", "postgres": str(home / "pg")}
+    found: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        for name, mark in marks.items():
+            if name not in found and mark in cmdline and ("redis-server" in cmdline or "postgres" in cmdline):
+                found[name] = int(entry.name)
+    return found
+
+
+def _stop_orphans(known: dict[str, int], why: str) -> None:
+    """Servers still running whose pid files are gone: nobody can attach to them again. SIGTERM,
+    then SIGKILL after 5 s: Redis refuses to exit on SIGTERM when its final save fails, which it
+    does with its directory gone."""
+    for name, pid in known.items():
+        if _alive(pid):
+            print(f"{time.strftime('%FT%T')} {name} still running but {why}: stopping it", file=sys.stderr)
+            _terminate(pid)
+            _wait_gone(pid, timeout_s=5.0)
 
 
 # --- public ---------------------------------------------------------------------------------------

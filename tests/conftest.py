@@ -35,14 +35,28 @@ def vanta_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("vanta_home")
 
 
+# Released when the session's fixtures end, not at interpreter exit: pytest deletes a passing
+# session's temporary root before exit, and a server whose home is gone could not be stopped.
 @pytest.fixture(scope="session")
-def pg_server_url(vanta_home: Path) -> str:
-    return os.environ.get("DATABASE_URL") or embedded.embedded_postgres_url(vanta_home)
+def pg_server_url(vanta_home: Path) -> Iterator[str]:
+    if url := os.environ.get("DATABASE_URL"):
+        yield url
+        return
+    try:
+        yield embedded.embedded_postgres_url(vanta_home)
+    finally:
+        embedded.release(vanta_home, "postgres")
 
 
 @pytest.fixture(scope="session")
-def redis_server_url(vanta_home: Path) -> str:
-    return os.environ.get("REDIS_URL") or embedded.embedded_redis_url(vanta_home)
+def redis_server_url(vanta_home: Path) -> Iterator[str]:
+    if url := os.environ.get("REDIS_URL"):
+        yield url
+        return
+    try:
+        yield embedded.embedded_redis_url(vanta_home)
+    finally:
+        embedded.release(vanta_home, "redis")
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -188,3 +189,22 @@ def test_a_sigkilled_last_user_has_its_servers_stopped_and_the_next_start_is_cle
     wait_for(lambda: not watchdog_running(home), "the watchdog to exit")
     leftovers = subprocess.run(["pgrep", "-f", str(home)], capture_output=True, text=True).stdout.split()
     assert leftovers == [], f"processes still running for {home}: {leftovers}"
+
+
+def test_servers_whose_home_is_deleted_are_stopped(tmp_path: Path) -> None:
+    """A test run's temporary root is deleted when it passes; its servers must not outlive it.
+    Seen: one orphaned redis-server per passing pytest session (the watchdog found its home gone
+    and returned without stopping what it had been watching)."""
+    home = tmp_path / "home"
+    with started(["track"], home, tmp_path / "vanta.log") as tracker:
+        wait_for(
+            lambda: (home / "run").exists() and all(tracker.pid in u for u in users(home).values()), "track"
+        )
+        pids = server_pids(home)
+        assert all(pids.values())
+        wait_for(lambda: watchdog_running(home), "the watchdog")
+        shutil.rmtree(home, ignore_errors=True)
+        wait_for(
+            lambda: not any(embedded._alive(p) for p in pids.values() if p),
+            "the servers of a deleted home to stop",
+        )
