@@ -153,14 +153,20 @@ def release_all() -> None:
 # --- PostgreSQL -------------------------------------------------------------------------------
 
 
-def _socket_dir(preferred: Path, tag: str) -> Path:
+def _socket_dir_path(preferred: Path, tag: str) -> Path:
     """`preferred` if a socket path inside it fits the OS limit, else a short private dir in /tmp."""
     if len(str(preferred)) <= _MAX_SOCKET_DIR:
         return preferred
     digest = hashlib.sha256(str(preferred).encode()).hexdigest()[:12]
-    short = Path("/tmp") / f"vanta-{tag}-{digest}"
-    short.mkdir(mode=0o700, exist_ok=True)
-    return short
+    return Path("/tmp") / f"vanta-{tag}-{digest}"
+
+
+def _socket_dir(preferred: Path, tag: str) -> Path:
+    """`_socket_dir_path`, created when it is the short one."""
+    path = _socket_dir_path(preferred, tag)
+    if path != preferred:
+        path.mkdir(mode=0o700, exist_ok=True)
+    return path
 
 
 def _pg_modules() -> tuple[Any, Any]:
@@ -442,7 +448,10 @@ def watch(home: Path) -> None:
 def _servers_named_after(home: Path) -> dict[str, int]:
     """Our servers whose command line names a directory of `home` (Redis its socket, PostgreSQL
     its data directory), read from /proc: what is left to find them by once their files are gone."""
-    marks = {"redis": f"{home / 'redis'}/", "postgres": str(home / "pg")}
+    marks = {
+        "redis": str(_socket_dir_path(home / "redis", "redis") / "redis.sock"),
+        "postgres": str(home / "pg"),
+    }
     found: dict[str, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
