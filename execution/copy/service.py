@@ -155,17 +155,7 @@ class CopyService:
         async with self.pool.acquire() as conn, _refused_by_database(), conn.transaction():
             if await profiles.profile_named(conn, actor.telegram_user_id or 0, name) is not None:
                 raise CopyError(f"you already have a profile named {name!r}", "profile")
-            pid = await profiles.ensure_profile(
-                conn,
-                telegram_user_id=actor.telegram_user_id,
-                name=name,
-                venue=venue.value,
-                equity_usdc=values.get("equity_usdc"),
-                wallet_address=values.get("wallet_address"),
-                daily_loss_limit_usdc=values.get("daily_loss_limit_usdc"),
-                max_drawdown_pct=values.get("max_drawdown_pct"),
-                max_total_exposure_usdc=values.get("max_total_exposure_usdc"),
-            )
+            pid = await _new_profile(conn, actor, name, venue, values)
             return ProfileView.of(await profiles.profile(conn, pid))
 
     async def update_profile(
@@ -254,17 +244,7 @@ class CopyService:
             needs_wallet(venue, wallet)
             needs_equity(config, equity)
             if existing is None:
-                pid = await profiles.ensure_profile(
-                    conn,
-                    telegram_user_id=actor.telegram_user_id,
-                    name=name,
-                    venue=venue.value,
-                    equity_usdc=values.get("equity_usdc"),
-                    wallet_address=values.get("wallet_address"),
-                    daily_loss_limit_usdc=values.get("daily_loss_limit_usdc"),
-                    max_drawdown_pct=values.get("max_drawdown_pct"),
-                    max_total_exposure_usdc=values.get("max_total_exposure_usdc"),
-                )
+                pid = await _new_profile(conn, actor, name, venue, values)
             else:
                 pid = existing["id"]
                 await profiles.update(conn, pid, values)
@@ -567,3 +547,20 @@ def _notice_view(n: notices.StoredNotice) -> NoticeView:
 def usdc(micro: int | None, *, signed: bool = False) -> str:
     """Money for people (exact), or a dash when unknown."""
     return "—" if micro is None else format_usdc(micro, signed=signed)
+
+
+async def _new_profile(
+    conn: asyncpg.Connection, actor: Actor, name: str, venue: VenueName, values: dict[str, Any]
+) -> int:
+    """A profile of `actor` from its checked values (`profile_values`), for create and follow alike."""
+    return await profiles.ensure_profile(
+        conn,
+        telegram_user_id=actor.telegram_user_id,
+        name=name,
+        venue=venue.value,
+        equity_usdc=values.get("equity_usdc"),
+        wallet_address=values.get("wallet_address"),
+        daily_loss_limit_usdc=values.get("daily_loss_limit_usdc"),
+        max_drawdown_pct=values.get("max_drawdown_pct"),
+        max_total_exposure_usdc=values.get("max_total_exposure_usdc"),
+    )
