@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from research.fifo import FifoLedger, Fill, read_fills
+from research.fifo_columnar import _frame_of
 
 
 def run(fills: list[Fill]) -> FifoLedger:
@@ -132,28 +133,8 @@ def test_128_bit_accumulation_is_exact() -> None:
 
 
 def frame_of(fills: list[Fill]):  # -> pl.DataFrame
-    import polars as pl
-
-    return pl.DataFrame(
-        {
-            "line": list(range(len(fills))),
-            "trader": [f.trader for f in fills],
-            "pair": [f.pair for f in fills],
-            "ts": [f.ts for f in fills],
-            "qty": [f.qty for f in fills],
-            "price": [f.price for f in fills],
-            "fee": [f.fee for f in fills],
-        },
-        schema={
-            "line": pl.Int64,
-            "trader": pl.Utf8,
-            "pair": pl.Utf8,
-            "ts": pl.Int64,
-            "qty": pl.Int64,
-            "price": pl.Int64,
-            "fee": pl.Int64,
-        },
-    ).sort("ts", "line")
+    """The fills as the columnar reader hands them to the matcher, in time order."""
+    return _frame_of(fills, list(range(len(fills)))).sort("ts", "line")
 
 
 @settings(max_examples=300, deadline=None)
