@@ -103,12 +103,7 @@ class RegimeModel:
     @classmethod
     def fit(cls, observations: list[pl.DataFrame], *, seed: int = 0) -> RegimeModel:
         """Fit one HMM on the hourly observations of one or more pairs (each a separate sequence)."""
-        parts = [o for o in observations if o.height]
-        total = sum(o.height for o in parts)
-        if total < MIN_TRAIN_HOURS:
-            raise RegimeError(
-                f"{total} hours of prices; the regime model needs at least {MIN_TRAIN_HOURS} ({MIN_TRAIN_HOURS // 24} days)"
-            )
+        parts = _training_parts(observations)
         x = np.vstack([_obs_matrix(o) for o in parts])
         hmm = GaussianHMM(n_components=3, covariance_type="diag", n_iter=100, random_state=seed, tol=1e-3)
         hmm.fit(x, lengths=[o.height for o in parts])
@@ -188,12 +183,7 @@ class QuantileRegime:
     @classmethod
     def fit(cls, observations: list[pl.DataFrame], *, seed: int = 0) -> QuantileRegime:
         """`seed` is unused (nothing is random here): the signature every family shares."""
-        parts = [o for o in observations if o.height]
-        total = sum(o.height for o in parts)
-        if total < MIN_TRAIN_HOURS:
-            raise RegimeError(
-                f"{total} hours of prices; the regime model needs at least {MIN_TRAIN_HOURS} ({MIN_TRAIN_HOURS // 24} days)"
-            )
+        parts = _training_parts(observations)
         v = np.concatenate([_relative_vol(o) for o in parts])
         changes = np.concatenate([_day_changes(o) for o in parts])
         if changes.size == 0:
@@ -247,6 +237,17 @@ FAMILIES: dict[str, type[RegimeModel] | type[QuantileRegime]] = {
     "vol_quantiles": QuantileRegime,
 }
 FAMILY_NAMES = {"hmm": "Gaussian HMM, filtered", "vol_quantiles": "learned volatility quantiles"}
+
+
+def _training_parts(observations: list[pl.DataFrame]) -> list[pl.DataFrame]:
+    """The non-empty sequences to fit on, or a RegimeError saying how much history is needed."""
+    parts = [o for o in observations if o.height]
+    total = sum(o.height for o in parts)
+    if total < MIN_TRAIN_HOURS:
+        raise RegimeError(
+            f"{total} hours of prices; the regime model needs at least {MIN_TRAIN_HOURS} ({MIN_TRAIN_HOURS // 24} days)"
+        )
+    return parts
 
 
 def _relative_vol(obs: pl.DataFrame) -> np.ndarray:
